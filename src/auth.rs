@@ -1,0 +1,217 @@
+//! Bearer-key authentication against SHA-256 digests from the configuration.
+
+use crate::catalog::ModelIndex;
+use crate::error::ApiError;
+use crate::sha256::{constant_time_eq, sha256, Digest};
+
+/// A configured API key. Only its digest is known to the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    /// Names the key in headers, logs and stats; never the secret itself.
+    pub id: String,
+    pub digest: Digest,
+    /// The models the key may use; None means every model.
+    pub models: Option<Vec<ModelIndex>>,
+}
+
+impl ApiKey {
+    pub fn may_use(&self, model: ModelIndex) -> bool {
+        self.models
+            .as_ref()
+            .is_none_or(|allowed| allowed.contains(&model))
+    }
+}
+
+/// Index into the key store.
+pub type KeyIndex = usize;
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyStore {
+    keys: Vec<ApiKey>,
+}
+
+impl KeyStore {
+    pub fn new(keys: Vec<ApiKey>) -> Self {
+        KeyStore { keys }
+    }
+
+    pub fn get(&self, index: KeyIndex) -> Option<&ApiKey> {
+        self.keys.get(index)
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Checks the request's `Authorization` header values (all of them, in
+    /// order) and returns the key they name.
+    pub fn authenticate(&self, authorization: &[&[u8]]) -> Result<KeyIndex, ApiError> {
+        let value =
+            match authorization {
+                [] => return Err(ApiError::unauthorized(MISSING)),
+                [one] => *one,
+                _ => return Err(ApiError::unauthorized(
+                    "Send exactly one Authorization header: `Authorization: Bearer YOUR_API_KEY`.",
+                )),
+            };
+        let token = bearer_token(value)?;
+        let digest = sha256(token);
+        // Compare against every key, without stopping early, so the time taken
+        // does not depend on which key (if any) matched.
+        let mut found = None;
+        for (index, key) in self.keys.iter().enumerate() {
+            if constant_time_eq(&digest, &key.digest) && found.is_none() {
+                found = Some(index);
+            }
+        }
+        found.ok_or_else(|| ApiError::invalid_api_key(incorrect_key_message(token)))
+    }
+}
+
+const MISSING: &str = "You didn't provide an API key. Send it in the Authorization header as \
+    `Authorization: Bearer YOUR_API_KEY` (the OpenAI SDKs do this when you set `api_key`).";
+
+/// The token of a `Bearer <token>` header value.
+fn bearer_token(value: &[u8]) -> Result<&[u8], ApiError> {
+    let value = value.trim_ascii();
+    if value.is_empty() {
+        return Err(ApiError::unauthorized(MISSING));
+    }
+    let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
+        Some(at) => (
+            value.get(..at).unwrap_or_default(),
+            value.get(at + 1..).unwrap_or_default(),
+        ),
+        None => (value, &b""[..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return Err(ApiError::unauthorized(
+            "Only bearer API keys are accepted: send `Authorization: Bearer YOUR_API_KEY`.",
+        ));
+    }
+    let token = rest.trim_ascii();
+    if token.is_empty() {
+        return Err(ApiError::unauthorized(
+            "The Authorization header has no API key after `Bearer`. Send `Authorization: Bearer YOUR_API_KEY`.",
+        ));
+    }
+    Ok(token)
+}
+
+/// The 401 text for a key that is not known. It shows at most the last four
+/// characters, and only of a key long enough that they give nothing away.
+fn incorrect_key_message(token: &[u8]) -> String {
+    let hint = match token.len() {
+        n if n >= 20 && token.iter().all(|b| b.is_ascii_graphic()) => token
+            .get(n - 4..)
+            .and_then(|tail| std::str::from_utf8(tail).ok())
+            .map(|tail| format!(" (ending in `{tail}`)"))
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
+    format!(
+        "Incorrect API key provided{hint}. Check the key you send as `Authorization: Bearer YOUR_API_KEY`, \
+         or ask your platform team for a valid one."
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorCode;
+
+    fn store() -> KeyStore {
+        KeyStore::new(vec![
+            ApiKey {
+                id: "demo".into(),
+                digest: sha256(b"sk-demo"),
+                models: None,
+            },
+            ApiKey {
+                id: "limited".into(),
+                digest: sha256(b"sk-limited-0123456789abcdef"),
+                models: Some(vec![1]),
+            },
+        ])
+    }
+
+    #[test]
+    fn accepted_forms() {
+        let s = store();
+        for value in [
+            "Bearer sk-demo",
+            "bearer sk-demo",
+            "BEARER  sk-demo ",
+            " Bearer sk-demo",
+        ] {
+            assert_eq!(s.authenticate(&[value.as_bytes()]), Ok(0), "{value}");
+        }
+        assert_eq!(
+            s.authenticate(&[b"Bearer sk-limited-0123456789abcdef"]),
+            Ok(1)
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let s = store();
+        type Case<'a> = (&'a [&'a [u8]], Option<ErrorCode>, &'a str);
+        let cases: &[Case] = &[
+            (&[], None, "didn't provide an API key"),
+            (&[b""], None, "didn't provide an API key"),
+            (&[b"Bearer"], None, "no API key after"),
+            (&[b"Bearer   "], None, "no API key after"),
+            (&[b"Basic c2stZGVtbzo="], None, "Only bearer"),
+            (&[b"sk-demo"], None, "Only bearer"),
+            (&[b"Bearer sk-demo", b"Bearer sk-demo"], None, "exactly one"),
+            (
+                &[b"Bearer sk-dem0"],
+                Some(ErrorCode::InvalidApiKey),
+                "Incorrect API key",
+            ),
+            (
+                &[b"Bearer \xff\xfe"],
+                Some(ErrorCode::InvalidApiKey),
+                "Incorrect API key",
+            ),
+            // A Cyrillic look-alike of `sk-demo` is a different key.
+            (
+                &["Bearer ѕk-demo".as_bytes()],
+                Some(ErrorCode::InvalidApiKey),
+                "Incorrect API key",
+            ),
+        ];
+        for (values, code, needle) in cases {
+            let err = s.authenticate(values).unwrap_err();
+            assert_eq!(err.status, 401, "{values:?}");
+            assert_eq!(err.code, *code, "{values:?}");
+            assert!(err.message.contains(needle), "{values:?}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn messages_never_echo_the_key() {
+        let s = store();
+        let short = s.authenticate(&[b"Bearer sk-wrong"]).unwrap_err();
+        assert!(!short.message.contains("sk-wrong") && !short.message.contains("rong"));
+        let long_key = "sk-live-abcdefghijklmnop-WXYZ";
+        let long = s
+            .authenticate(&[format!("Bearer {long_key}").as_bytes()])
+            .unwrap_err();
+        assert!(!long.message.contains(long_key));
+        assert!(!long.message.contains("abcdefgh"));
+        assert!(long.message.contains("`WXYZ`"), "{}", long.message);
+    }
+
+    #[test]
+    fn model_restrictions() {
+        let s = store();
+        assert!(s.get(0).unwrap().may_use(7));
+        assert!(s.get(1).unwrap().may_use(1));
+        assert!(!s.get(1).unwrap().may_use(0));
+    }
+}

@@ -1,0 +1,459 @@
+//! Plugin configuration: the JSON an operator writes (Envoy's `configuration`
+//! value, Istio's `pluginConfig`), parsed and checked once in `on_configure`
+//! into an immutable [`Gateway`] shared by every request.
+
+use crate::auth::{ApiKey, KeyStore};
+use crate::catalog::{Capability, Catalog, Category, Model};
+use crate::sha256::parse_hex;
+use serde::Deserialize;
+use std::collections::{HashMap, HashSet};
+
+/// The configuration document, field for field as operators write it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Who may call the API.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// The model catalog.
+    pub models: Vec<ModelConfig>,
+    /// Per-backend settings, by the backend names used in `models`.
+    #[serde(default)]
+    pub backends: Vec<BackendConfig>,
+    /// Names of the request headers the gateway sets for Envoy.
+    #[serde(default)]
+    pub headers: HeaderNames,
+    /// Added to every error envelope as `error.doc_url`.
+    #[serde(default)]
+    pub doc_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Public name of the key: sent to Envoy and backends in the key-id header.
+    pub id: String,
+    /// Hex SHA-256 digest of the secret key (`printf %s "$KEY" | sha256sum`).
+    pub sha256: String,
+    /// Models (ids or aliases) the key may use; absent means all.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub id: String,
+    pub category: Category,
+    /// Written into the backend header; an Envoy route matches it.
+    pub backend: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    #[serde(default)]
+    pub capabilities: Vec<Capability>,
+    /// The model name the backend expects, when it differs from `id`.
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    #[serde(default = "default_owned_by")]
+    pub owned_by: String,
+    /// Unix time shown as `created` by `GET /v1/models`.
+    #[serde(default)]
+    pub created: u64,
+}
+
+fn default_owned_by() -> String {
+    "system".to_string()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub name: String,
+    /// Sent upstream as the `Authorization` header (for example
+    /// `Bearer <backend token>`); without it no `Authorization` is sent.
+    #[serde(default)]
+    pub authorization: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderNames {
+    /// Carries the backend name of the resolved model (route match).
+    pub backend: String,
+    /// Carries the id of the authenticated key.
+    pub key_id: String,
+    /// Carries the canonical id of the resolved model.
+    pub model: String,
+}
+
+impl Default for HeaderNames {
+    fn default() -> Self {
+        HeaderNames {
+            backend: "x-gateway-backend".into(),
+            key_id: "x-gateway-key-id".into(),
+            model: "x-gateway-model".into(),
+        }
+    }
+}
+
+impl HeaderNames {
+    /// Every header the gateway owns; client-supplied copies are removed.
+    pub fn all(&self) -> [&str; 3] {
+        [&self.backend, &self.key_id, &self.model]
+    }
+}
+
+/// The compiled configuration every request is decided against.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub keys: KeyStore,
+    pub catalog: Catalog,
+    /// Backend name → the `Authorization` value to send it.
+    pub backend_credentials: HashMap<String, String>,
+    pub headers: HeaderNames,
+    pub doc_url: Option<String>,
+}
+
+/// A configuration the gateway refuses to run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl TryFrom<&[u8]> for Gateway {
+    type Error = ConfigError;
+
+    fn try_from(bytes: &[u8]) -> Result<Self, ConfigError> {
+        let config: PluginConfig = serde_json::from_slice(bytes)
+            .map_err(|e| ConfigError(format!("not valid configuration JSON: {e}")))?;
+        Gateway::try_from(config)
+    }
+}
+
+impl TryFrom<PluginConfig> for Gateway {
+    type Error = ConfigError;
+
+    fn try_from(config: PluginConfig) -> Result<Self, ConfigError> {
+        let fail = |msg: String| Err(ConfigError(msg));
+        check_headers(&config.headers)?;
+
+        if config.models.is_empty() {
+            return fail("`models` is empty: configure at least one model".into());
+        }
+        let mut models = Vec::with_capacity(config.models.len());
+        for (i, m) in config.models.into_iter().enumerate() {
+            let at = format!("models[{i}]");
+            check_name(&m.id, &format!("{at}.id"))?;
+            for (j, alias) in m.aliases.iter().enumerate() {
+                check_name(alias, &format!("{at}.aliases[{j}]"))?;
+            }
+            check_token(&m.backend, &format!("{at}.backend"))?;
+            if let Some(upstream) = &m.upstream_model {
+                check_name(upstream, &format!("{at}.upstream_model"))?;
+            }
+            models.push(Model {
+                id: m.id,
+                category: m.category,
+                backend: m.backend,
+                aliases: m.aliases,
+                capabilities: m.capabilities,
+                upstream_model: m.upstream_model,
+                owned_by: m.owned_by,
+                created: m.created,
+            });
+        }
+        let catalog = Catalog::new(models).map_err(ConfigError)?;
+
+        if config.api_keys.is_empty() {
+            return fail(
+                "`api_keys` is empty: configure at least one key (its SHA-256 digest)".into(),
+            );
+        }
+        let mut keys = Vec::with_capacity(config.api_keys.len());
+        let mut ids = HashSet::new();
+        let mut digests = HashSet::new();
+        for (i, k) in config.api_keys.into_iter().enumerate() {
+            let at = format!("api_keys[{i}]");
+            check_token(&k.id, &format!("{at}.id"))?;
+            if !ids.insert(k.id.clone()) {
+                return fail(format!("{at}.id: key id `{}` is used twice", k.id));
+            }
+            let Some(digest) = parse_hex(&k.sha256) else {
+                return fail(format!(
+                    "{at}.sha256: expected the key's SHA-256 digest as 64 hex digits, never the key itself"
+                ));
+            };
+            if !digests.insert(digest) {
+                return fail(format!(
+                    "{at}.sha256: the same key digest is configured twice"
+                ));
+            }
+            let models = match k.models {
+                None => None,
+                Some(names) => {
+                    let mut allowed = Vec::with_capacity(names.len());
+                    for (j, name) in names.iter().enumerate() {
+                        let Some((index, _)) = catalog.resolve(name) else {
+                            return fail(format!(
+                                "{at}.models[{j}]: `{name}` is not a model of the catalog"
+                            ));
+                        };
+                        allowed.push(index);
+                    }
+                    Some(allowed)
+                }
+            };
+            keys.push(ApiKey {
+                id: k.id,
+                digest,
+                models,
+            });
+        }
+
+        let used_backends: HashSet<&str> =
+            catalog.models().map(|(_, m)| m.backend.as_str()).collect();
+        let mut backend_credentials = HashMap::new();
+        for (i, b) in config.backends.into_iter().enumerate() {
+            let at = format!("backends[{i}]");
+            if !used_backends.contains(b.name.as_str()) {
+                return fail(format!("{at}.name: no model uses backend `{}`", b.name));
+            }
+            if let Some(value) = &b.authorization {
+                if value.is_empty() || value.bytes().any(|c| c.is_ascii_control()) {
+                    return fail(format!("{at}.authorization: must be a non-empty header value without control characters"));
+                }
+            }
+            if backend_credentials.contains_key(&b.name) {
+                return fail(format!("{at}.name: backend `{}` is listed twice", b.name));
+            }
+            if let Some(value) = b.authorization {
+                backend_credentials.insert(b.name, value);
+            }
+        }
+
+        if let Some(url) = &config.doc_url {
+            if url.is_empty() || url.chars().any(char::is_control) {
+                return fail("doc_url: must be a non-empty URL".into());
+            }
+        }
+
+        Ok(Gateway {
+            keys: KeyStore::new(keys),
+            catalog,
+            backend_credentials,
+            headers: config.headers,
+            doc_url: config.doc_url,
+        })
+    }
+}
+
+/// Header names the gateway must never take over.
+const RESERVED_HEADERS: &[&str] = &[
+    "authorization",
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+];
+
+fn check_headers(h: &HeaderNames) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (field, name) in [
+        ("headers.backend", &h.backend),
+        ("headers.key_id", &h.key_id),
+        ("headers.model", &h.model),
+    ] {
+        let valid = !name.is_empty()
+            && name.len() <= 64
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+        if !valid {
+            return Err(ConfigError(format!(
+                "{field}: `{name}` must be a lower-case header name (a-z, 0-9, -)"
+            )));
+        }
+        if RESERVED_HEADERS.contains(&name.as_str()) || name.starts_with("x-envoy-") {
+            return Err(ConfigError(format!(
+                "{field}: `{name}` is reserved by HTTP or Envoy"
+            )));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(ConfigError(format!(
+                "{field}: `{name}` is used for two purposes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Values that travel in headers: 1–128 of `A-Z a-z 0-9 . _ -`.
+fn check_token(value: &str, field: &str) -> Result<(), ConfigError> {
+    let valid = !value.is_empty()
+        && value.len() <= 128
+        && value
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "{field}: `{value}` must be 1-128 characters of A-Z a-z 0-9 . _ -"
+        )))
+    }
+}
+
+/// Model names: 1–256 visible characters (they are quoted in messages and sent in headers).
+fn check_name(value: &str, field: &str) -> Result<(), ConfigError> {
+    let valid =
+        !value.is_empty() && value.len() <= 256 && value.bytes().all(|c| c.is_ascii_graphic());
+    if valid {
+        Ok(())
+    } else {
+        Err(ConfigError(format!(
+            "{field}: `{value}` must be 1-256 visible ASCII characters"
+        )))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A valid configuration used across the crate's tests.
+    pub fn sample() -> serde_json::Value {
+        json!({
+            "api_keys": [
+                {"id": "demo", "sha256": crate::sha256::sha256(b"sk-demo").iter().map(|b| format!("{b:02x}")).collect::<String>()},
+                {"id": "embed-only", "sha256": crate::sha256::sha256(b"sk-embed").iter().map(|b| format!("{b:02x}")).collect::<String>(), "models": ["bge-m3"]}
+            ],
+            "models": [
+                {"id": "llama-3.1-8b-instruct", "category": "text", "backend": "backend-a", "aliases": ["gpt-4o-mini"], "capabilities": ["tool_use", "json_schema"], "upstream_model": "meta-llama/Llama-3.1-8B-Instruct"},
+                {"id": "qwen2.5-coder-7b", "category": "code", "backend": "backend-a"},
+                {"id": "bge-m3", "category": "embeddings", "backend": "backend-b"},
+                {"id": "whisper-large-v3", "category": "audio", "backend": "backend-b"}
+            ],
+            "backends": [{"name": "backend-b", "authorization": "Bearer backend-b-token"}],
+            "doc_url": "https://example.com/gateway-errors"
+        })
+    }
+
+    pub fn gateway() -> Gateway {
+        Gateway::try_from(sample().to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn sample_compiles() {
+        let g = gateway();
+        assert_eq!(g.catalog.len(), 4);
+        assert_eq!(g.keys.len(), 2);
+        assert_eq!(g.keys.get(1).unwrap().models, Some(vec![2]));
+        assert_eq!(
+            g.backend_credentials.get("backend-b").map(String::as_str),
+            Some("Bearer backend-b-token")
+        );
+        assert_eq!(g.headers, HeaderNames::default());
+    }
+
+    #[test]
+    fn invalid_configurations_are_refused_with_the_field_named() {
+        type Edit = fn(&mut serde_json::Value);
+        let cases: &[(Edit, &str)] = &[
+            (|c| c["surprise"] = json!(1), "unknown field `surprise`"),
+            (
+                |c| c["api_keys"][0]["key"] = json!("sk-demo"),
+                "unknown field `key`",
+            ),
+            (|c| c["api_keys"] = json!([]), "`api_keys` is empty"),
+            (|c| c["models"] = json!([]), "`models` is empty"),
+            (
+                |c| c["api_keys"][0]["sha256"] = json!("sk-demo"),
+                "api_keys[0].sha256",
+            ),
+            (|c| c["api_keys"][1]["id"] = json!("demo"), "used twice"),
+            (
+                |c| c["api_keys"][1]["sha256"] = c["api_keys"][0]["sha256"].clone(),
+                "configured twice",
+            ),
+            (
+                |c| c["api_keys"][1]["models"] = json!(["nope"]),
+                "api_keys[1].models[0]",
+            ),
+            (
+                |c| c["api_keys"][0]["id"] = json!("has space"),
+                "api_keys[0].id",
+            ),
+            (
+                |c| c["models"][0]["category"] = json!("poetry"),
+                "unknown variant `poetry`",
+            ),
+            (
+                |c| c["models"][0]["capabilities"] = json!(["flying"]),
+                "unknown variant `flying`",
+            ),
+            (
+                |c| c["models"][1]["id"] = json!("gpt-4o-mini"),
+                "used twice",
+            ),
+            (
+                |c| c["models"][1]["backend"] = json!("bad/backend"),
+                "models[1].backend",
+            ),
+            (|c| c["models"][1]["id"] = json!(""), "models[1].id"),
+            (
+                |c| c["backends"][0]["name"] = json!("backend-z"),
+                "no model uses backend",
+            ),
+            (
+                |c| c["backends"][0]["authorization"] = json!("Bearer x\r\nevil: 1"),
+                "backends[0].authorization",
+            ),
+            (
+                |c| c["headers"] = json!({"backend": "Authorization"}),
+                "headers.backend",
+            ),
+            (
+                |c| c["headers"] = json!({"backend": "authorization"}),
+                "reserved",
+            ),
+            (
+                |c| c["headers"] = json!({"model": "x-gateway-backend"}),
+                "two purposes",
+            ),
+            (
+                |c| c["headers"] = json!({"color": "x"}),
+                "unknown field `color`",
+            ),
+            (|c| c["doc_url"] = json!(""), "doc_url"),
+        ];
+        for (edit, needle) in cases {
+            let mut config = sample();
+            edit(&mut config);
+            let err = Gateway::try_from(config.to_string().as_bytes()).unwrap_err();
+            assert!(err.0.contains(needle), "expected `{needle}` in: {err}");
+        }
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for bytes in [
+            &b""[..],
+            b"null",
+            b"[]",
+            b"{",
+            b"\xff",
+            b"{\"api_keys\": 5}",
+        ] {
+            assert!(Gateway::try_from(bytes).is_err());
+        }
+    }
+}

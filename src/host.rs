@@ -1,0 +1,258 @@
+//! The only module that talks to the proxy-wasm host. It moves headers and
+//! bodies between Envoy and the pure decisions in [`crate::pipeline`], and
+//! turns host errors into logged, non-panicking outcomes.
+
+use crate::config::Gateway;
+use crate::error::ApiError;
+use crate::pipeline::{AfterBody, AfterHeaders, HeaderEdits, PendingBody, Reply, RequestLine};
+use log::{debug, error, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use std::rc::Rc;
+
+/// The plugin's root context: holds the configuration compiled in `on_configure`.
+#[derive(Default)]
+pub struct Root {
+    gateway: Option<Rc<Gateway>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => {
+                error!("openai-gateway: cannot read the plugin configuration ({status:?}); refusing to start");
+                return false;
+            }
+        };
+        match Gateway::try_from(bytes.as_slice()) {
+            Ok(gateway) => {
+                info!(
+                    "openai-gateway: configured {} models, {} API keys",
+                    gateway.catalog.len(),
+                    gateway.keys.len()
+                );
+                self.gateway = Some(Rc::new(gateway));
+                true
+            }
+            Err(err) => {
+                error!("openai-gateway: invalid plugin configuration, refusing to start: {err}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        // Returning None would make the SDK panic: a context without a
+        // configuration answers every request with an error instead.
+        Some(Box::new(Exchange {
+            id: context_id,
+            gateway: self.gateway.clone(),
+            line: RequestLine::default(),
+            pending: None,
+            replied: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// One request/response exchange.
+struct Exchange {
+    id: u32,
+    gateway: Option<Rc<Gateway>>,
+    line: RequestLine,
+    /// Set while the headers are held for the body.
+    pending: Option<PendingBody>,
+    /// The gateway has answered this request itself.
+    replied: bool,
+}
+
+impl Context for Exchange {}
+
+impl HttpContext for Exchange {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let Some(gateway) = self.gateway.clone() else {
+            return self.fail("the gateway has no valid configuration");
+        };
+        let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            Ok(headers) => headers,
+            Err(status) => return self.fail(&format!("cannot read request headers ({status:?})")),
+        };
+        self.line = RequestLine::from_headers(&headers);
+        let outcome = gateway.on_request_headers(&headers, end_of_stream);
+        if let Err(message) = apply(MapType::HttpRequestHeaders, &outcome.edits) {
+            return self.fail(&message);
+        }
+        match outcome.next {
+            AfterHeaders::Reply(reply) => self.send(&reply),
+            AfterHeaders::Continue => Action::Continue,
+            AfterHeaders::ReadBody(pending) => {
+                self.pending = Some(pending);
+                Action::Pause
+            }
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.pending.is_none() || self.replied {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            // Buffer until the whole body is there.
+            return Action::Pause;
+        }
+        self.decide_body(body_size)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // With trailers the body never ends with end_of_stream: decide here.
+        if self.pending.is_none() || self.replied {
+            return Action::Continue;
+        }
+        let size = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX) {
+            Ok(body) => body.map_or(0, |b| b.len()),
+            Err(_) => 0,
+        };
+        self.decide_body(size)
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if self.replied {
+            return Action::Continue;
+        }
+        let Some(gateway) = self.gateway.clone() else {
+            return Action::Continue;
+        };
+        let headers = match hostcalls::get_map_bytes(MapType::HttpResponseHeaders) {
+            Ok(headers) => headers,
+            Err(status) => {
+                warn!("[{}] cannot read response headers ({status:?})", self.id);
+                return Action::Continue;
+            }
+        };
+        for name in gateway.response_headers_to_remove(&headers) {
+            if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, None)
+            {
+                warn!(
+                    "[{}] cannot remove response header {name} ({status:?})",
+                    self.id
+                );
+            }
+        }
+        let status = headers
+            .iter()
+            .find(|(name, _)| name == ":status")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u16>().ok())
+            .unwrap_or(0);
+        let details = match hostcalls::get_property(vec!["response", "code_details"]) {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            _ => String::new(),
+        };
+        match gateway.rewrite_local_reply(status, &details, &self.line, &headers) {
+            Some(reply) => {
+                debug!(
+                    "[{}] rewriting Envoy's local reply {status} ({details})",
+                    self.id
+                );
+                self.send(&reply)
+            }
+            None => Action::Continue,
+        }
+    }
+}
+
+impl Exchange {
+    fn decide_body(&mut self, body_size: usize) -> Action {
+        let (Some(gateway), Some(pending)) = (self.gateway.clone(), self.pending.take()) else {
+            return Action::Continue;
+        };
+        let body = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, body_size) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(status) => return self.fail(&format!("cannot read the request body ({status:?})")),
+        };
+        match gateway.on_request_body(&pending, &body) {
+            AfterBody::Reply(reply) => self.send(&reply),
+            AfterBody::Forward { edits, new_body } => {
+                if let Err(message) = apply(MapType::HttpRequestHeaders, &edits) {
+                    return self.fail(&message);
+                }
+                if let Some(new_body) = new_body {
+                    if let Err(status) =
+                        hostcalls::set_buffer(BufferType::HttpRequestBody, 0, body.len(), &new_body)
+                    {
+                        return self.fail(&format!("cannot replace the request body ({status:?})"));
+                    }
+                    // A stale content-length would make Envoy send a truncated body.
+                    let length = new_body.len().to_string();
+                    if let Err(status) = hostcalls::set_map_value(
+                        MapType::HttpRequestHeaders,
+                        "content-length",
+                        Some(&length),
+                    ) {
+                        return self.fail(&format!("cannot set content-length ({status:?})"));
+                    }
+                }
+                if let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None) {
+                    return self.fail(&format!("cannot clear the route cache ({status:?})"));
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    fn send(&mut self, reply: &Reply) -> Action {
+        self.replied = true;
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        debug!(
+            "[{}] {} {} -> {} (answered by the gateway)",
+            self.id, self.line.method, self.line.path, reply.status
+        );
+        if let Err(status) =
+            hostcalls::send_http_response(u32::from(reply.status), headers, Some(&reply.body))
+        {
+            error!("[{}] cannot send the local reply ({status:?})", self.id);
+        }
+        Action::Pause
+    }
+
+    /// Fails closed: a host error becomes a 500 envelope, never a forwarded request.
+    fn fail(&mut self, reason: &str) -> Action {
+        error!("[{}] {reason}", self.id);
+        let error = ApiError::with_status(
+            500,
+            "The gateway failed to process the request. Retry later.",
+        );
+        let reply = match &self.gateway {
+            Some(gateway) => gateway.error_reply(&error),
+            None => Reply {
+                status: 500,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: error.body(None),
+            },
+        };
+        self.send(&reply)
+    }
+}
+
+/// Applies header edits: removals first, then sets.
+fn apply(map: MapType, edits: &HeaderEdits) -> Result<(), String> {
+    for name in &edits.remove {
+        hostcalls::set_map_value(map, name, None)
+            .map_err(|s| format!("cannot remove header {name} ({s:?})"))?;
+    }
+    for (name, value) in &edits.set {
+        hostcalls::set_map_value(map, name, Some(value))
+            .map_err(|s| format!("cannot set header {name} ({s:?})"))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! Borrowed reading of a JSON request body: the top-level object's members as
+//! raw slices of the original bytes, so a field is parsed only when a rule
+//! needs it and a rewrite can splice bytes instead of re-serialising the body.
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Range;
+
+/// The members of a top-level JSON object, in body order, each borrowed.
+#[derive(Debug)]
+pub struct JsonObject<'a> {
+    members: Vec<(Cow<'a, str>, &'a RawValue)>,
+}
+
+/// Why a body is not a JSON object the gateway can read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonError {
+    Empty,
+    /// Not valid JSON; the text says where.
+    Syntax(String),
+    /// Valid JSON, but not an object.
+    NotAnObject,
+    /// The same member name appears twice (the gateway and a backend could
+    /// read different values).
+    DuplicateKey(String),
+}
+
+impl<'a> JsonObject<'a> {
+    pub fn parse(body: &'a [u8]) -> Result<Self, JsonError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(JsonError::Empty);
+        }
+        let first = body.iter().find(|b| !b.is_ascii_whitespace());
+        if first != Some(&b'{') {
+            // Report syntax errors before shape errors.
+            return match serde_json::from_slice::<de::IgnoredAny>(body) {
+                Ok(_) => Err(JsonError::NotAnObject),
+                Err(e) => Err(JsonError::Syntax(e.to_string())),
+            };
+        }
+        check_depth(body)?;
+        let object: JsonObject<'a> =
+            serde_json::from_slice(body).map_err(|e| JsonError::Syntax(e.to_string()))?;
+        object.reject_duplicates()?;
+        Ok(object)
+    }
+
+    fn reject_duplicates(&self) -> Result<(), JsonError> {
+        let mut names: Vec<&str> = self.members.iter().map(|(k, _)| k.as_ref()).collect();
+        names.sort_unstable();
+        match names.windows(2).find(|w| w.first() == w.get(1)) {
+            Some(pair) => Err(JsonError::DuplicateKey(
+                pair.first().map(|s| s.to_string()).unwrap_or_default(),
+            )),
+            None => Ok(()),
+        }
+    }
+
+    /// The raw value of member `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.members
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| *v)
+    }
+
+    /// Member names in body order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|(k, _)| k.as_ref())
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = JsonObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut members = Vec::new();
+                while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    members.push((name, value));
+                }
+                Ok(JsonObject { members })
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// A member name, borrowed when it has no escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// Deepest nesting of arrays and objects a body may have (serde_json's own
+/// limit for parsed values; raw members are skipped without one).
+pub const MAX_DEPTH: usize = 128;
+
+/// Refuses bodies nested deeper than [`MAX_DEPTH`], in one pass over the bytes.
+fn check_depth(body: &[u8]) -> Result<(), JsonError> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(JsonError::Syntax(format!(
+                        "nesting deeper than {MAX_DEPTH} levels"
+                    )));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Where `part` lies inside `body`, when it was borrowed from it.
+pub fn span_of_str(body: &[u8], part: &str) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(body.as_ptr() as usize)?;
+    let end = start.checked_add(part.len())?;
+    (end <= body.len()).then_some(start..end)
+}
+
+/// `body` with the bytes in `range` replaced by `replacement`.
+pub fn splice(body: &[u8], range: Range<usize>, replacement: &[u8]) -> Option<Vec<u8>> {
+    let head = body.get(..range.start)?;
+    let tail = body.get(range.end..)?;
+    let mut out = Vec::with_capacity(head.len() + replacement.len() + tail.len());
+    out.extend_from_slice(head);
+    out.extend_from_slice(replacement);
+    out.extend_from_slice(tail);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_members_borrowed_in_order() {
+        let body = br#" {"model": "m", "n": 2, "x": {"y": [1,2]}} "#;
+        let obj = JsonObject::parse(body).unwrap();
+        assert_eq!(obj.keys().collect::<Vec<_>>(), ["model", "n", "x"]);
+        assert_eq!(obj.get("model").unwrap().get(), r#""m""#);
+        assert_eq!(obj.get("x").unwrap().get(), r#"{"y": [1,2]}"#);
+        assert!(obj.get("missing").is_none());
+    }
+
+    #[test]
+    fn escaped_names_are_unescaped() {
+        let obj = JsonObject::parse(br#"{"mo\u0064el": "m"}"#).unwrap();
+        assert_eq!(obj.get("model").unwrap().get(), r#""m""#);
+    }
+
+    #[test]
+    fn rejections() {
+        let cases: [(&[u8], fn(&JsonError) -> bool); 9] = [
+            (b"", |e| *e == JsonError::Empty),
+            (b"  \n", |e| *e == JsonError::Empty),
+            (b"[1]", |e| *e == JsonError::NotAnObject),
+            (b"\"s\"", |e| *e == JsonError::NotAnObject),
+            (b"{", |e| matches!(e, JsonError::Syntax(_))),
+            (b"{\"a\":1} x", |e| matches!(e, JsonError::Syntax(_))),
+            (b"nonsense", |e| matches!(e, JsonError::Syntax(_))),
+            (b"{\"a\":\xff}", |e| matches!(e, JsonError::Syntax(_))),
+            (br#"{"model":"a","model":"b"}"#, |e| {
+                *e == JsonError::DuplicateKey("model".into())
+            }),
+        ];
+        for (body, check) in cases {
+            let err = JsonObject::parse(body).unwrap_err();
+            assert!(
+                check(&err),
+                "{:?} -> {err:?}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_detected_even_when_escaped() {
+        let err = JsonObject::parse(br#"{"model":"a","m\u006fdel":"b"}"#).unwrap_err();
+        assert_eq!(err, JsonError::DuplicateKey("model".into()));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let mut body = b"{\"a\":".to_vec();
+        body.extend(std::iter::repeat_n(b'[', 100_000));
+        body.extend(std::iter::repeat_n(b']', 100_000));
+        body.push(b'}');
+        assert!(matches!(
+            JsonObject::parse(&body),
+            Err(JsonError::Syntax(_))
+        ));
+        let mut at_limit = b"{\"a\":".to_vec();
+        at_limit.extend(std::iter::repeat_n(b'[', MAX_DEPTH - 1));
+        at_limit.extend(std::iter::repeat_n(b']', MAX_DEPTH - 1));
+        at_limit.push(b'}');
+        assert!(JsonObject::parse(&at_limit).is_ok());
+        // Brackets inside strings do not count.
+        let in_string = format!(r#"{{"a":"{}"}}"#, "[".repeat(1000));
+        assert!(JsonObject::parse(in_string.as_bytes()).is_ok());
+        let escaped_quote = format!(r#"{{"a":"\"{}"}}"#, "[".repeat(1000));
+        assert!(JsonObject::parse(escaped_quote.as_bytes()).is_ok());
+        let deep_array = vec![b'['; 100_000];
+        assert!(matches!(
+            JsonObject::parse(&deep_array),
+            Err(JsonError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn splice_replaces_exactly_the_value() {
+        let body = br#"{"model": "alias", "x": 1}"#;
+        let obj = JsonObject::parse(body).unwrap();
+        let span = span_of_str(body, obj.get("model").unwrap().get()).unwrap();
+        let out = splice(body, span, br#""canonical""#).unwrap();
+        assert_eq!(out, br#"{"model": "canonical", "x": 1}"#);
+    }
+}

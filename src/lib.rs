@@ -1,0 +1,30 @@
+//! openai-gateway: a proxy-wasm filter that makes Envoy the front door of an
+//! OpenAI-compatible inference API.
+//!
+//! Every decision (configuration, auth, the endpoint matrix, body checks,
+//! routing, error rendering) is a plain function in the modules below, tested
+//! natively; [`host`] is the only module that talks to the proxy-wasm host.
+
+pub mod auth;
+pub mod catalog;
+pub mod config;
+pub mod endpoints;
+pub mod error;
+pub mod fields;
+pub mod host;
+pub mod json;
+pub mod multipart;
+pub mod pipeline;
+pub mod sha256;
+
+pub use config::{Gateway, PluginConfig};
+pub use error::ApiError;
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    // Also installs a panic hook that logs at critical level.
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
+        Box::new(host::Root::default())
+    });
+}}

@@ -1,0 +1,453 @@
+//! The per-request decisions, as plain functions of headers, body and the
+//! compiled configuration. The host adapter only moves bytes between Envoy and
+//! these functions and applies what they return.
+
+use crate::auth::KeyIndex;
+use crate::catalog::{self, Category, Model};
+use crate::config::Gateway;
+use crate::endpoints::{self, BodyKind, Endpoint, Lookup};
+use crate::error::{printable, ApiError};
+use crate::fields;
+use crate::json::{self, JsonError, JsonObject};
+use crate::multipart::{self, MultipartError};
+
+#[cfg(test)]
+mod tests;
+
+/// Request headers as the host gives them: lower-case names, raw values.
+pub type Headers = [(String, Vec<u8>)];
+
+/// A complete local response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Header changes to apply to the request before it goes on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub remove: Vec<String>,
+    pub set: Vec<(String, String)>,
+}
+
+/// What to do after the request headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterHeaders {
+    /// Answer locally; nothing reaches a backend.
+    Reply(Reply),
+    /// Let the request go on as it is (after the edits).
+    Continue,
+    /// Hold the headers until the whole body has arrived, then decide.
+    ReadBody(PendingBody),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadersOutcome {
+    /// Applied whatever comes next.
+    pub edits: HeaderEdits,
+    pub next: AfterHeaders,
+}
+
+/// What the body stage needs to know from the header stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingBody {
+    pub endpoint: Endpoint,
+    pub kind: BodyKind,
+    pub key: KeyIndex,
+    pub content_type: String,
+}
+
+/// What to do once the body has arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterBody {
+    Reply(Reply),
+    /// Forward with these header edits, and this body instead of the
+    /// client's when `Some`; then re-pick the route.
+    Forward {
+        edits: HeaderEdits,
+        new_body: Option<Vec<u8>>,
+    },
+}
+
+/// The request line, kept for messages in the response stage.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestLine {
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+}
+
+impl RequestLine {
+    pub fn from_headers(headers: &Headers) -> Self {
+        let text = |name| {
+            header_values(headers, name)
+                .next()
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default()
+        };
+        let full_path = text(":path");
+        let path = full_path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        RequestLine {
+            method: text(":method"),
+            path,
+        }
+    }
+}
+
+/// All values of header `name` (lower-case), in order.
+pub fn header_values<'a>(
+    headers: &'a Headers,
+    name: &'a str,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    headers
+        .iter()
+        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_slice())
+}
+
+fn first_header<'a>(headers: &'a Headers, name: &'a str) -> Option<&'a [u8]> {
+    header_values(headers, name).next()
+}
+
+impl Gateway {
+    /// An error as a local reply, in the one envelope.
+    pub fn error_reply(&self, error: &ApiError) -> Reply {
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        headers.extend(
+            error
+                .headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone())),
+        );
+        Reply {
+            status: error.status,
+            headers,
+            body: error.body(self.doc_url.as_deref()),
+        }
+    }
+
+    fn json_reply(body: Vec<u8>) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![("content-type".to_string(), "application/json".to_string())],
+            body,
+        }
+    }
+
+    /// Decides on the request headers.
+    pub fn on_request_headers(&self, headers: &Headers, end_of_stream: bool) -> HeadersOutcome {
+        // Client-supplied copies of the gateway's own headers never go on.
+        let mut edits = HeaderEdits {
+            remove: self.headers.all().iter().map(|h| h.to_string()).collect(),
+            set: Vec::new(),
+        };
+        let next = match self.route_headers(headers, end_of_stream, &mut edits) {
+            Ok(next) => next,
+            Err(error) => AfterHeaders::Reply(self.error_reply(&error)),
+        };
+        HeadersOutcome { edits, next }
+    }
+
+    fn route_headers(
+        &self,
+        headers: &Headers,
+        end_of_stream: bool,
+        edits: &mut HeaderEdits,
+    ) -> Result<AfterHeaders, ApiError> {
+        let line = RequestLine::from_headers(headers);
+        let method = line.method.as_str();
+
+        if method == "OPTIONS"
+            && first_header(headers, "origin").is_some()
+            && first_header(headers, "access-control-request-method").is_some()
+        {
+            return Err(ApiError::forbidden(
+                "Cross-origin browser requests are not allowed: this API is for server-to-server calls. \
+                 Call it from your backend, never from a web page (that would expose your API key).",
+            ));
+        }
+
+        let authorization: Vec<&[u8]> = header_values(headers, "authorization").collect();
+        let key_index = self.keys.authenticate(&authorization)?;
+        let key = self
+            .keys
+            .get(key_index)
+            .ok_or_else(|| ApiError::with_status(500, "key lookup failed"))?;
+        // The client's key never reaches a backend.
+        edits.remove.push("authorization".to_string());
+        edits
+            .set
+            .push((self.headers.key_id.clone(), key.id.clone()));
+
+        let endpoint = match endpoints::lookup(method, &line.path) {
+            Lookup::Endpoint(endpoint) => endpoint,
+            Lookup::Unsupported(message) => return Err(ApiError::not_found(message)),
+            Lookup::MethodNotAllowed(allowed) => {
+                return Err(ApiError::method_not_allowed(method, &line.path, allowed))
+            }
+            Lookup::Unknown => {
+                return Err(ApiError::not_found(format!(
+                    "Invalid URL ({} {}). This gateway serves: {}.",
+                    printable(method, 16),
+                    printable(&line.path, 256),
+                    endpoints::supported_summary()
+                )))
+            }
+        };
+
+        match endpoint {
+            Endpoint::ListModels => {
+                let visible = self
+                    .catalog
+                    .models()
+                    .filter(|(i, _)| key.may_use(*i))
+                    .map(|(_, m)| m);
+                return Ok(AfterHeaders::Reply(Self::json_reply(catalog::list_body(
+                    visible,
+                ))));
+            }
+            Endpoint::RetrieveModel => {
+                let name = line.path.rsplit('/').next().unwrap_or_default();
+                return match self.catalog.resolve(name) {
+                    Some((index, model)) if key.may_use(index) => Ok(AfterHeaders::Reply(
+                        Self::json_reply(catalog::model_body(model)),
+                    )),
+                    _ => Err(ApiError::model_not_found(name)),
+                };
+            }
+            _ => {}
+        }
+
+        let kind = endpoint.body_kind(method);
+        if kind == BodyKind::None {
+            return Ok(AfterHeaders::Continue);
+        }
+        let pending = PendingBody {
+            endpoint,
+            kind,
+            key: key_index,
+            content_type: first_header(headers, "content-type")
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .unwrap_or_default(),
+        };
+        if end_of_stream {
+            // No body will come: decide now, on an empty one.
+            return match self.on_request_body(&pending, b"") {
+                AfterBody::Reply(reply) => Ok(AfterHeaders::Reply(reply)),
+                AfterBody::Forward { .. } => {
+                    Err(ApiError::bad_request("The request body is empty."))
+                }
+            };
+        }
+        Ok(AfterHeaders::ReadBody(pending))
+    }
+
+    /// Decides on the complete request body.
+    pub fn on_request_body(&self, pending: &PendingBody, body: &[u8]) -> AfterBody {
+        match self.route_body(pending, body) {
+            Ok(forward) => forward,
+            Err(error) => AfterBody::Reply(self.error_reply(&error)),
+        }
+    }
+
+    fn route_body(&self, pending: &PendingBody, body: &[u8]) -> Result<AfterBody, ApiError> {
+        let key = self
+            .keys
+            .get(pending.key)
+            .ok_or_else(|| ApiError::with_status(500, "key lookup failed"))?;
+        let object = match pending.kind {
+            BodyKind::Json => Some(JsonObject::parse(body).map_err(json_error)?),
+            _ => None,
+        };
+        let requested: &str = match (&object, pending.kind) {
+            (Some(object), _) => model_member(object)?,
+            (None, BodyKind::Multipart) => {
+                multipart::text_field(&pending.content_type, body, "model")
+                    .map_err(multipart_error)?
+            }
+            (None, _) => return Err(ApiError::with_status(500, "no body expected")),
+        };
+
+        let model = match self.catalog.resolve(requested) {
+            Some((index, model)) if key.may_use(index) => model,
+            _ => return Err(ApiError::model_not_found(requested)),
+        };
+        if !model.category.serves(pending.endpoint) {
+            return Err(wrong_category(model, pending.endpoint));
+        }
+        if let Some(object) = &object {
+            fields::check(pending.endpoint, object, model)?;
+        }
+
+        let mut edits = HeaderEdits::default();
+        edits
+            .set
+            .push((self.headers.backend.clone(), model.backend.clone()));
+        edits
+            .set
+            .push((self.headers.model.clone(), model.id.clone()));
+        if let Some(credential) = self.backend_credentials.get(&model.backend) {
+            edits
+                .set
+                .push(("authorization".to_string(), credential.clone()));
+        }
+        let new_body = if requested == model.upstream_name() {
+            None
+        } else {
+            Some(rewrite_model(
+                body,
+                requested,
+                model.upstream_name(),
+                pending.kind,
+            )?)
+        };
+        Ok(AfterBody::Forward { edits, new_body })
+    }
+
+    /// Response headers the client must not see (CORS grants from backends).
+    pub fn response_headers_to_remove(&self, headers: &Headers) -> Vec<String> {
+        headers
+            .iter()
+            .filter(|(name, _)| name.to_ascii_lowercase().starts_with("access-control-"))
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Envoy's own local replies (no route, payload too large, upstream
+    /// failure, …) re-rendered as envelopes. `code_details` is Envoy's
+    /// `response.code_details`; responses that came from a backend
+    /// (`via_upstream`) are left alone.
+    pub fn rewrite_local_reply(
+        &self,
+        status: u16,
+        code_details: &str,
+        request: &RequestLine,
+        headers: &Headers,
+    ) -> Option<Reply> {
+        if status < 400 || code_details.is_empty() || code_details == "via_upstream" {
+            return None;
+        }
+        let details = printable(code_details, 200);
+        let message = match status {
+            404 => format!(
+                "No backend route for {} {}. The gateway's Envoy configuration has no route for this request ({details}).",
+                printable(&request.method, 16),
+                printable(&request.path, 256)
+            ),
+            413 => "The request body is larger than this gateway accepts. Send a smaller request.".to_string(),
+            429 => "Rate limit reached for requests. Retry after the time given in the Retry-After header.".to_string(),
+            502..=504 => format!(
+                "The model backend is unavailable or did not answer in time ({details}). Retry the request later."
+            ),
+            _ => format!("The gateway could not complete the request ({details})."),
+        };
+        let mut reply = self.error_reply(&ApiError::with_status(status, message));
+        // Keep what tells the client when to retry.
+        for (name, value) in headers {
+            let lower = name.to_ascii_lowercase();
+            if lower == "retry-after" || lower.starts_with("x-ratelimit-") {
+                if let Ok(value) = std::str::from_utf8(value) {
+                    reply.headers.push((lower, value.to_string()));
+                }
+            }
+        }
+        Some(reply)
+    }
+}
+
+fn model_member<'a>(object: &JsonObject<'a>) -> Result<&'a str, ApiError> {
+    let raw = object.get("model").ok_or_else(|| {
+        ApiError::bad_request("You must provide a model parameter.").with_param("model")
+    })?;
+    // Borrowing succeeds for strings without escapes; others are rare and refused.
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(name) => Ok(name),
+        Err(_) => match serde_json::from_str::<String>(raw.get()) {
+            Ok(_) => Err(ApiError::bad_request(
+                "Invalid 'model': escape sequences are not allowed in model names.",
+            )
+            .with_param("model")),
+            Err(_) => Err(ApiError::bad_request(format!(
+                "Invalid type for 'model': expected a string, but got {} instead.",
+                serde_json::from_str(raw.get())
+                    .map_or("an unreadable value", |v| fields::type_name(&v))
+            ))
+            .with_param("model")),
+        },
+    }
+}
+
+/// The body with the model name the backend expects.
+fn rewrite_model(
+    body: &[u8],
+    requested: &str,
+    upstream: &str,
+    kind: BodyKind,
+) -> Result<Vec<u8>, ApiError> {
+    let span = json::span_of_str(body, requested)
+        .ok_or_else(|| ApiError::with_status(500, "model span not found"))?;
+    let replacement = match kind {
+        BodyKind::Json => serde_json::to_string(upstream)
+            .unwrap_or_default()
+            .into_bytes(),
+        _ => upstream.as_bytes().to_vec(),
+    };
+    // For JSON the span is the string's content: widen it to the quotes.
+    let span = match kind {
+        BodyKind::Json => span.start.saturating_sub(1)..span.end.saturating_add(1),
+        _ => span,
+    };
+    json::splice(body, span, &replacement)
+        .ok_or_else(|| ApiError::with_status(500, "model rewrite failed"))
+}
+
+fn wrong_category(model: &Model, endpoint: Endpoint) -> ApiError {
+    let wanted: Vec<&str> = Category::for_endpoint(endpoint)
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    ApiError::bad_request(format!(
+        "The model `{}` is a{} {} model and cannot be used with this endpoint, which takes {} models. \
+         GET /v1/models lists each model's category.",
+        model.id,
+        if model.category.as_str().starts_with(['a', 'e', 'i', 'o', 'u']) { "n" } else { "" },
+        model.category.as_str(),
+        wanted.join(", ")
+    ))
+    .with_param("model")
+}
+
+fn json_error(error: JsonError) -> ApiError {
+    match error {
+        JsonError::Empty => ApiError::bad_request(
+            "The request body is empty. This endpoint expects a JSON object with at least a `model`.",
+        ),
+        JsonError::Syntax(detail) => ApiError::bad_request(format!(
+            "We could not parse the JSON body of your request ({detail}). The API expects a JSON object: \
+             check that the body is valid JSON and sent with `content-type: application/json`."
+        )),
+        JsonError::NotAnObject => ApiError::bad_request("The request body must be a JSON object."),
+        JsonError::DuplicateKey(name) => ApiError::bad_request(format!(
+            "The JSON body has the member '{}' more than once. Send each parameter once.",
+            printable(&name, 64)
+        ))
+        .with_param(name),
+    }
+}
+
+fn multipart_error(error: MultipartError) -> ApiError {
+    match error {
+        MultipartError::NotMultipart => ApiError::bad_request(
+            "This endpoint expects multipart/form-data with `file` and `model` fields (the OpenAI SDKs send this).",
+        ),
+        MultipartError::Malformed => ApiError::bad_request("The multipart/form-data body is malformed."),
+        MultipartError::Missing => ApiError::bad_request("You must provide a model parameter.").with_param("model"),
+        MultipartError::NotText => ApiError::bad_request("Invalid 'model': expected text.").with_param("model"),
+    }
+}

@@ -1,0 +1,506 @@
+use super::*;
+use crate::config::tests::gateway;
+use serde_json::Value;
+
+fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    let mut h = vec![
+        (":method".to_string(), method.as_bytes().to_vec()),
+        (":path".to_string(), path.as_bytes().to_vec()),
+        (":authority".to_string(), b"gateway".to_vec()),
+    ];
+    h.extend(
+        extra
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
+    );
+    h
+}
+
+const DEMO: (&str, &str) = ("authorization", "Bearer sk-demo");
+const EMBED: (&str, &str) = ("authorization", "Bearer sk-embed");
+const JSON_CT: (&str, &str) = ("content-type", "application/json");
+
+fn reply_of(outcome: &HeadersOutcome) -> &Reply {
+    match &outcome.next {
+        AfterHeaders::Reply(r) => r,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn envelope(reply: &Reply) -> Value {
+    assert!(reply
+        .headers
+        .contains(&("content-type".into(), "application/json".into())));
+    let v: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{v}"
+    );
+    assert_eq!(v["error"]["doc_url"], "https://example.com/gateway-errors");
+    v
+}
+
+/// Runs a whole request through both stages.
+fn run(method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> (HeaderEdits, AfterBody) {
+    let g = gateway();
+    let h = headers(method, path, extra);
+    let outcome = g.on_request_headers(&h, body.is_empty());
+    let after = match outcome.next {
+        AfterHeaders::Reply(r) => AfterBody::Reply(r),
+        AfterHeaders::Continue => AfterBody::Forward {
+            edits: HeaderEdits::default(),
+            new_body: None,
+        },
+        AfterHeaders::ReadBody(p) => g.on_request_body(&p, body),
+    };
+    (outcome.edits, after)
+}
+
+#[test]
+fn header_stage_errors() {
+    let cases: &[(&str, &str, &[(&str, &str)], u16, Option<&str>, &str)] = &[
+        (
+            "POST",
+            "/v1/chat/completions",
+            &[],
+            401,
+            None,
+            "didn't provide an API key",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", "Bearer nope")],
+            401,
+            Some("invalid_api_key"),
+            "Incorrect API key",
+        ),
+        (
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", "Token sk-demo")],
+            401,
+            None,
+            "Only bearer",
+        ),
+        (
+            "GET",
+            "/v1/chat/completions",
+            &[DEMO],
+            405,
+            None,
+            "use POST",
+        ),
+        (
+            "POST",
+            "/v1/nothing",
+            &[DEMO],
+            404,
+            None,
+            "Invalid URL (POST /v1/nothing)",
+        ),
+        ("GET", "/", &[DEMO], 404, None, "Invalid URL"),
+        ("POST", "/v1/batches", &[DEMO], 404, None, "Fan out"),
+        (
+            "POST",
+            "/v1/audio/translations",
+            &[DEMO],
+            404,
+            None,
+            "transcriptions",
+        ),
+        ("GET", "/v1/files", &[DEMO], 404, None, "inline"),
+        (
+            "GET",
+            "/v1/models/unknown",
+            &[DEMO],
+            404,
+            Some("model_not_found"),
+            "`unknown` does not exist",
+        ),
+        (
+            "GET",
+            "/v1/models/llama-3.1-8b-instruct",
+            &[EMBED],
+            404,
+            Some("model_not_found"),
+            "does not exist",
+        ),
+        (
+            "OPTIONS",
+            "/v1/chat/completions",
+            &[
+                ("origin", "https://evil.example"),
+                ("access-control-request-method", "POST"),
+            ],
+            403,
+            None,
+            "server-to-server",
+        ),
+        (
+            "OPTIONS",
+            "/v1/chat/completions",
+            &[DEMO],
+            405,
+            None,
+            "OPTIONS is not allowed",
+        ),
+    ];
+    let g = gateway();
+    for (method, path, extra, status, code, needle) in cases {
+        let outcome = g.on_request_headers(&headers(method, path, extra), true);
+        let reply = reply_of(&outcome);
+        assert_eq!(reply.status, *status, "{method} {path}");
+        let v = envelope(reply);
+        assert_eq!(v["error"]["code"].as_str(), *code, "{method} {path}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{method} {path}: {message}");
+        assert!(!reply
+            .headers
+            .iter()
+            .any(|(n, _)| n.starts_with("access-control-")));
+    }
+}
+
+#[test]
+fn method_not_allowed_carries_allow() {
+    let g = gateway();
+    let outcome = g.on_request_headers(&headers("DELETE", "/v1/models", &[DEMO]), true);
+    assert!(reply_of(&outcome)
+        .headers
+        .contains(&("allow".into(), "GET".into())));
+}
+
+#[test]
+fn internal_headers_are_always_stripped_and_key_id_set() {
+    let g = gateway();
+    let spoofed = [
+        DEMO,
+        ("x-gateway-key-id", "admin"),
+        ("x-gateway-backend", "backend-b"),
+        ("x-gateway-model", "bge-m3"),
+    ];
+    let outcome = g.on_request_headers(&headers("POST", "/v1/chat/completions", &spoofed), false);
+    for name in [
+        "x-gateway-key-id",
+        "x-gateway-backend",
+        "x-gateway-model",
+        "authorization",
+    ] {
+        assert!(outcome.edits.remove.iter().any(|n| n == name), "{name}");
+    }
+    assert_eq!(
+        outcome.edits.set,
+        vec![("x-gateway-key-id".to_string(), "demo".to_string())]
+    );
+    assert!(matches!(outcome.next, AfterHeaders::ReadBody(_)));
+    // Also on rejected requests.
+    let outcome = g.on_request_headers(
+        &headers(
+            "POST",
+            "/v1/chat/completions",
+            &[("x-gateway-key-id", "admin")],
+        ),
+        false,
+    );
+    assert!(outcome.edits.remove.iter().any(|n| n == "x-gateway-key-id"));
+}
+
+#[test]
+fn list_models_is_filtered_by_key() {
+    let g = gateway();
+    let ids = |auth| {
+        let outcome = g.on_request_headers(&headers("GET", "/v1/models?limit=5", &[auth]), true);
+        let reply = reply_of(&outcome);
+        assert_eq!(reply.status, 200);
+        let v: Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(v["object"], "list");
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(DEMO),
+        [
+            "llama-3.1-8b-instruct",
+            "qwen2.5-coder-7b",
+            "bge-m3",
+            "whisper-large-v3"
+        ]
+    );
+    assert_eq!(ids(EMBED), ["bge-m3"]);
+    let outcome = g.on_request_headers(&headers("GET", "/v1/models/gpt-4o-mini", &[DEMO]), true);
+    let v: Value = serde_json::from_slice(&reply_of(&outcome).body).unwrap();
+    assert_eq!(v["id"], "llama-3.1-8b-instruct");
+    assert_eq!(v["category"], "text");
+}
+
+#[test]
+fn by_id_endpoints_continue_without_a_body() {
+    let g = gateway();
+    let outcome = g.on_request_headers(&headers("GET", "/v1/responses/resp_1", &[DEMO]), true);
+    assert_eq!(outcome.next, AfterHeaders::Continue);
+}
+
+#[test]
+fn body_stage_table() {
+    let chat = |body: &str| {
+        run(
+            "POST",
+            "/v1/chat/completions",
+            &[DEMO, JSON_CT],
+            body.as_bytes(),
+        )
+    };
+    let msgs = r#"[{"role":"user","content":"hi"}]"#;
+    let cases: Vec<((HeaderEdits, AfterBody), u16, Option<&str>, Option<&str>)> = vec![
+        (chat("{not json"), 400, None, None),
+        (chat("[1,2]"), 400, None, None),
+        (chat(r#"{"messages":[]}"#), 400, Some("model"), None),
+        (
+            chat(r#"{"model":5,"messages":[]}"#),
+            400,
+            Some("model"),
+            None,
+        ),
+        (
+            chat(&format!(r#"{{"model":"gpt-5","messages":{msgs}}}"#)),
+            404,
+            Some("model"),
+            Some("model_not_found"),
+        ),
+        (
+            chat(&format!(r#"{{"model":"bge-m3","messages":{msgs}}}"#)),
+            400,
+            Some("model"),
+            None,
+        ),
+        (
+            chat(r#"{"model":"qwen2.5-coder-7b"}"#),
+            400,
+            Some("messages"),
+            None,
+        ),
+        (
+            chat(&format!(
+                r#"{{"model":"qwen2.5-coder-7b","messages":{msgs},"n":2}}"#
+            )),
+            400,
+            Some("n"),
+            None,
+        ),
+        (
+            chat(&format!(
+                r#"{{"model":"qwen2.5-coder-7b","model":"bge-m3","messages":{msgs}}}"#
+            )),
+            400,
+            Some("model"),
+            None,
+        ),
+        (
+            run("POST", "/v1/chat/completions", &[DEMO, JSON_CT], b""),
+            400,
+            None,
+            None,
+        ),
+        (
+            run(
+                "POST",
+                "/v1/embeddings",
+                &[EMBED, JSON_CT],
+                br#"{"model":"qwen2.5-coder-7b","input":"x"}"#,
+            ),
+            404,
+            Some("model"),
+            Some("model_not_found"),
+        ),
+        (
+            run(
+                "POST",
+                "/v1/embeddings",
+                &[DEMO, JSON_CT],
+                br#"{"model":"whisper-large-v3","input":"x"}"#,
+            ),
+            400,
+            Some("model"),
+            None,
+        ),
+        (
+            run(
+                "POST",
+                "/v1/audio/transcriptions",
+                &[DEMO, ("content-type", "application/json")],
+                b"{}",
+            ),
+            400,
+            None,
+            None,
+        ),
+    ];
+    for (i, ((_, after), status, param, code)) in cases.iter().enumerate() {
+        let AfterBody::Reply(reply) = after else {
+            panic!("case {i}: forwarded")
+        };
+        assert_eq!(
+            reply.status,
+            *status,
+            "case {i}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        let v = envelope(reply);
+        assert_eq!(v["error"]["param"].as_str(), *param, "case {i}: {v}");
+        assert_eq!(v["error"]["code"].as_str(), *code, "case {i}: {v}");
+    }
+}
+
+fn forwarded(after: AfterBody) -> (HeaderEdits, Option<Vec<u8>>) {
+    match after {
+        AfterBody::Forward { edits, new_body } => (edits, new_body),
+        AfterBody::Reply(r) => panic!(
+            "rejected: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ),
+    }
+}
+
+fn set_value<'a>(edits: &'a HeaderEdits, name: &str) -> Option<&'a str> {
+    edits
+        .set
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+}
+
+#[test]
+fn routes_to_the_model_backend_and_keeps_the_body() {
+    let body = br#"{"model":"qwen2.5-coder-7b","messages":[{"role":"user","content":"hi"}],"n":1,"extra":{"kept":true}}"#;
+    let (_, after) = run("POST", "/v1/chat/completions", &[DEMO, JSON_CT], body);
+    let (edits, new_body) = forwarded(after);
+    assert_eq!(set_value(&edits, "x-gateway-backend"), Some("backend-a"));
+    assert_eq!(
+        set_value(&edits, "x-gateway-model"),
+        Some("qwen2.5-coder-7b")
+    );
+    assert_eq!(set_value(&edits, "authorization"), None);
+    assert_eq!(new_body, None, "an unchanged body is not rewritten");
+}
+
+#[test]
+fn alias_is_rewritten_to_the_upstream_name_by_splicing() {
+    let body = br#"{ "messages":[{"role":"user","content":"hi"}], "model" : "gpt-4o-mini", "x":1}"#;
+    let (_, after) = run("POST", "/v1/chat/completions", &[DEMO, JSON_CT], body);
+    let (edits, new_body) = forwarded(after);
+    assert_eq!(
+        set_value(&edits, "x-gateway-model"),
+        Some("llama-3.1-8b-instruct")
+    );
+    assert_eq!(
+        String::from_utf8(new_body.unwrap()).unwrap(),
+        r#"{ "messages":[{"role":"user","content":"hi"}], "model" : "meta-llama/Llama-3.1-8B-Instruct", "x":1}"#
+    );
+}
+
+#[test]
+fn backend_credential_replaces_the_client_key() {
+    let (head, after) = run(
+        "POST",
+        "/v1/embeddings",
+        &[EMBED, JSON_CT],
+        br#"{"model":"bge-m3","input":"x"}"#,
+    );
+    assert!(head.remove.iter().any(|n| n == "authorization"));
+    let (edits, _) = forwarded(after);
+    assert_eq!(
+        set_value(&edits, "authorization"),
+        Some("Bearer backend-b-token")
+    );
+    assert_eq!(set_value(&edits, "x-gateway-backend"), Some("backend-b"));
+}
+
+#[test]
+fn transcriptions_read_the_model_from_the_form() {
+    let body = b"--b0\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nwhisper-large-v3\r\n--b0\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n\r\nRIFF\r\n--b0--\r\n";
+    let ct = ("content-type", "multipart/form-data; boundary=b0");
+    let (_, after) = run("POST", "/v1/audio/transcriptions", &[DEMO, ct], body);
+    let (edits, new_body) = forwarded(after);
+    assert_eq!(set_value(&edits, "x-gateway-backend"), Some("backend-b"));
+    assert_eq!(new_body, None);
+    let wrong = String::from_utf8_lossy(body).replace("whisper-large-v3", "qwen2.5-coder-7b");
+    let (_, after) = run(
+        "POST",
+        "/v1/audio/transcriptions",
+        &[DEMO, ct],
+        wrong.as_bytes(),
+    );
+    assert!(matches!(after, AfterBody::Reply(Reply { status: 400, .. })));
+}
+
+#[test]
+fn local_replies_become_envelopes() {
+    let g = gateway();
+    let line = RequestLine {
+        method: "POST".into(),
+        path: "/v1/chat/completions".into(),
+    };
+    let upstream_headers = vec![
+        ("retry-after".to_string(), b"3".to_vec()),
+        ("x-ratelimit-limit".to_string(), b"5".to_vec()),
+    ];
+    let cases = [
+        (404, "route_not_found", "No backend route"),
+        (413, "request_payload_too_large", "larger than"),
+        (503, "no_healthy_upstream", "unavailable"),
+        (
+            503,
+            "upstream_reset_before_response_started{connection_failure}",
+            "unavailable",
+        ),
+        (429, "request_rate_limited", "Rate limit"),
+        (431, "header_overflow", "could not complete"),
+    ];
+    for (status, details, needle) in cases {
+        let reply = g
+            .rewrite_local_reply(status, details, &line, &upstream_headers)
+            .unwrap();
+        assert_eq!(reply.status, status);
+        let v = envelope(&reply);
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(needle),
+            "{details}: {v}"
+        );
+        assert!(reply.headers.contains(&("retry-after".into(), "3".into())));
+    }
+    assert!(g
+        .rewrite_local_reply(404, "via_upstream", &line, &[])
+        .is_none());
+    assert!(g
+        .rewrite_local_reply(200, "route_not_found", &line, &[])
+        .is_none());
+    assert!(g.rewrite_local_reply(503, "", &line, &[]).is_none());
+}
+
+#[test]
+fn cors_grants_from_backends_are_removed() {
+    let g = gateway();
+    let h = vec![
+        ("access-control-allow-origin".to_string(), b"*".to_vec()),
+        (
+            "Access-Control-Allow-Credentials".to_string(),
+            b"true".to_vec(),
+        ),
+        ("content-type".to_string(), b"application/json".to_vec()),
+    ];
+    assert_eq!(
+        g.response_headers_to_remove(&h),
+        [
+            "access-control-allow-origin",
+            "Access-Control-Allow-Credentials"
+        ]
+    );
+}
