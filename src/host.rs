@@ -178,7 +178,12 @@ impl Exchange {
         };
         match gateway.on_request_body(&pending, &body) {
             AfterBody::Reply(reply) => self.send(&reply),
-            AfterBody::Forward { edits, new_body } => {
+            AfterBody::Forward {
+                backend,
+                edits,
+                new_body,
+            } => {
+                self.line.backend = Some(backend);
                 if let Err(message) = apply(MapType::HttpRequestHeaders, &edits) {
                     return self.fail(&message);
                 }

@@ -63,20 +63,23 @@ pub struct PendingBody {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterBody {
     Reply(Reply),
-    /// Forward with these header edits, and this body instead of the
-    /// client's when `Some`; then re-pick the route.
+    /// Forward to `backend` with these header edits, and this body instead
+    /// of the client's when `Some`; then re-pick the route.
     Forward {
+        backend: String,
         edits: HeaderEdits,
         new_body: Option<Vec<u8>>,
     },
 }
 
-/// The request line, kept for messages in the response stage.
+/// What the response stage needs to know about the request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestLine {
     pub method: String,
     /// Path without the query string.
     pub path: String,
+    /// The backend the gateway routed the request to, once it has.
+    pub backend: Option<String>,
 }
 
 impl RequestLine {
@@ -96,6 +99,7 @@ impl RequestLine {
         RequestLine {
             method: text(":method"),
             path,
+            backend: None,
         }
     }
 }
@@ -307,7 +311,11 @@ impl Gateway {
                 pending.kind,
             )?)
         };
-        Ok(AfterBody::Forward { edits, new_body })
+        Ok(AfterBody::Forward {
+            backend: model.backend.clone(),
+            edits,
+            new_body,
+        })
     }
 
     /// Response headers the client must not see (CORS grants from backends).
@@ -334,6 +342,19 @@ impl Gateway {
             return None;
         }
         let details = printable(code_details, 200);
+        if let (404, "route_not_found", Some(backend)) = (status, code_details, &request.backend) {
+            // The catalog names a backend no Envoy route serves: an operator
+            // error that retrying cannot fix.
+            let mut error = ApiError::with_status(
+                500,
+                format!(
+                    "The model's backend `{backend}` has no route in the gateway's Envoy configuration. \
+                     This is a gateway configuration error: tell your platform team."
+                ),
+            );
+            error.headers.push(("x-should-retry", "false".to_string()));
+            return Some(self.error_reply(&error));
+        }
         let message = match status {
             404 => format!(
                 "No backend route for {} {}. The gateway's Envoy configuration has no route for this request ({details}).",

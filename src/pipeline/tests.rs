@@ -50,6 +50,7 @@ fn run(method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> (Header
     let after = match outcome.next {
         AfterHeaders::Reply(r) => AfterBody::Reply(r),
         AfterHeaders::Continue => AfterBody::Forward {
+            backend: String::new(),
             edits: HeaderEdits::default(),
             new_body: None,
         },
@@ -360,7 +361,9 @@ fn body_stage_table() {
 
 fn forwarded(after: AfterBody) -> (HeaderEdits, Option<Vec<u8>>) {
     match after {
-        AfterBody::Forward { edits, new_body } => (edits, new_body),
+        AfterBody::Forward {
+            edits, new_body, ..
+        } => (edits, new_body),
         AfterBody::Reply(r) => panic!(
             "rejected: {} {}",
             r.status,
@@ -447,6 +450,7 @@ fn local_replies_become_envelopes() {
     let line = RequestLine {
         method: "POST".into(),
         path: "/v1/chat/completions".into(),
+        backend: None,
     };
     let upstream_headers = vec![
         ("retry-after".to_string(), b"3".to_vec()),

@@ -1,0 +1,49 @@
+# The two commands of the README: `make run` and `make test`. Both install
+# what they need on a fresh machine.
+SHELL := /bin/bash
+CARGO ?= cargo
+VENV := .venv
+PY := $(VENV)/bin/python
+WASM := target/wasm32-wasip1/release/openai_gateway.wasm
+MOCK := target/tools/mock-backend
+
+.PHONY: run test setup build wasm mock unit lint e2e clean
+
+run: build
+	scripts/run-demo.sh
+
+test: build unit lint e2e
+
+# --- set-up -----------------------------------------------------------------
+setup: $(VENV)/.installed
+	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+
+$(VENV)/.installed: tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+# --- build ------------------------------------------------------------------
+build: setup wasm mock
+
+wasm:
+	$(CARGO) build --release --target wasm32-wasip1 -p openai-gateway
+
+mock:
+	$(CARGO) build --profile tools -p mock-backend
+
+# --- test tiers ---------------------------------------------------------------
+unit:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p openai-gateway --target wasm32-wasip1 --all-targets -- -D warnings
+
+e2e: build
+	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV)

@@ -1,0 +1,235 @@
+"""Starts real processes for end-to-end tests: mock model backends and Envoy
+with the built filter, on free loopback ports, stopped by PID afterwards.
+
+The Envoy configuration is the demo's own (envoy/demo.yaml), moved to free
+ports, with test-only additions (see `test_overlay`)."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+WASM = ROOT / "target/wasm32-wasip1/release/openai_gateway.wasm"
+MOCK = ROOT / "target/tools/mock-backend"
+DEMO_CONFIG = ROOT / "envoy/demo.yaml"
+
+
+def envoy_binary() -> str:
+    out = subprocess.run([str(ROOT / "scripts/envoy-bin")], check=True, capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sha256_hex(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def wait_until(check, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # not up yet
+            last = exc
+        time.sleep(0.05)
+    raise RuntimeError(f"timed out waiting for {what} ({last})")
+
+
+def http_get_json(url: str):
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.loads(resp.read())
+
+
+@dataclass
+class Backend:
+    name: str
+    port: int
+    proc: subprocess.Popen
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def requests(self) -> list[dict]:
+        """What this backend received, oldest first."""
+        return http_get_json(f"{self.url}/__mock/requests")["requests"]
+
+    def clear(self) -> None:
+        req = urllib.request.Request(f"{self.url}/__mock/requests", method="DELETE")
+        urllib.request.urlopen(req, timeout=5).close()
+
+
+def start_backend(name: str) -> Backend:
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(MOCK), "--name", name, "--listen", f"127.0.0.1:{port}", "--threads", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    backend = Backend(name, port, proc)
+    wait_until(lambda: http_get_json(f"{backend.url}/__mock/health")["backend"] == name, 10, f"backend {name}")
+    return backend
+
+
+def plugin_config(bootstrap: dict) -> dict:
+    """The gateway filter's JSON configuration inside an Envoy bootstrap."""
+    wasm = _wasm_filter(bootstrap)
+    return json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
+
+
+def set_plugin_config(bootstrap: dict, config: dict) -> None:
+    _wasm_filter(bootstrap)["typed_config"]["config"]["configuration"]["value"] = json.dumps(config)
+
+
+def _hcm(bootstrap: dict) -> dict:
+    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+
+
+def _wasm_filter(bootstrap: dict) -> dict:
+    return next(f for f in _hcm(bootstrap)["http_filters"] if f["name"] == "envoy.filters.http.wasm")
+
+
+@dataclass
+class Gateway:
+    port: int
+    admin_port: int
+    backends: dict[str, Backend]
+    proc: subprocess.Popen
+    log_path: Path
+    config_path: Path
+    tmp: tempfile.TemporaryDirectory = field(repr=False)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def clear_backends(self) -> None:
+        for b in self.backends.values():
+            b.clear()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        stop(self.proc)
+        for b in self.backends.values():
+            stop(b.proc)
+        self.tmp.cleanup()
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def demo_bootstrap() -> dict:
+    return yaml.safe_load(DEMO_CONFIG.read_text())
+
+
+def localize(bootstrap: dict, listen_port: int, admin_port: int, backend_ports: dict[str, int]) -> dict:
+    """The bootstrap on the given ports, loading the built .wasm by absolute path."""
+    b = copy.deepcopy(bootstrap)
+    b["admin"]["address"]["socket_address"]["port_value"] = admin_port
+    b["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] = listen_port
+    for cluster in b["static_resources"]["clusters"]:
+        name = cluster["name"]
+        addr = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+        addr["port_value"] = backend_ports[name]
+    _wasm_filter(b)["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(WASM)
+    return b
+
+
+# Test-only additions to the demo configuration.
+TEST_KEYS = {
+    # Restricted to the embeddings model.
+    "sk-test-embeddings-only-0123456789": {"id": "embeddings-only", "models": ["bge-m3"]},
+}
+DEAD_BACKEND = "backend-dead"      # routed, but nothing listens there
+UNROUTED_BACKEND = "backend-unrouted"  # no Envoy route names it
+
+
+def test_overlay(bootstrap: dict, dead_port: int) -> dict:
+    b = copy.deepcopy(bootstrap)
+    config = plugin_config(b)
+    for key, entry in TEST_KEYS.items():
+        config["api_keys"].append({"sha256": sha256_hex(key), **entry})
+    config["models"] += [
+        {"id": "offline-model", "category": "text", "backend": DEAD_BACKEND},
+        {"id": "unrouted-model", "category": "text", "backend": UNROUTED_BACKEND},
+    ]
+    set_plugin_config(b, config)
+    routes = _hcm(b)["route_config"]["virtual_hosts"][0]["routes"]
+    routes.append({
+        "match": {"prefix": "/v1/", "headers": [{"name": "x-gateway-backend", "string_match": {"exact": DEAD_BACKEND}}]},
+        "route": {"cluster": DEAD_BACKEND, "timeout": "5s"},
+    })
+    b["static_resources"]["clusters"].append({
+        "name": DEAD_BACKEND,
+        "type": "STATIC",
+        "connect_timeout": "0.5s",
+        "load_assignment": {"cluster_name": DEAD_BACKEND, "endpoints": [{"lb_endpoints": [{"endpoint": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": dead_port}}}}]}]},
+    })
+    return b
+
+
+def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "backend-b")) -> Gateway:
+    backends = {name: start_backend(name) for name in backend_names}
+    try:
+        ports = {name: b.port for name, b in backends.items()}
+        ports[DEAD_BACKEND] = free_port()  # nothing listens there
+        listen_port, admin_port = free_port(), free_port()
+        source = bootstrap if bootstrap is not None else test_overlay(demo_bootstrap(), ports[DEAD_BACKEND])
+        config = localize(source, listen_port, admin_port, ports)
+        tmp = tempfile.TemporaryDirectory(prefix="gateway-e2e-")
+        config_path = Path(tmp.name) / "envoy.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        log_path = Path(tmp.name) / "envoy.log"
+        proc = subprocess.Popen(
+            [envoy_binary(), "-c", str(config_path), "--concurrency", "2", "--disable-hot-restart",
+             "--log-level", os.environ.get("ENVOY_LOG_LEVEL", "info"), "--log-path", str(log_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        gateway = Gateway(listen_port, admin_port, backends, proc, log_path, config_path, tmp)
+
+        def ready() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"Envoy exited with {proc.returncode}:\n{gateway.log()[-3000:]}")
+            with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/ready", timeout=1) as r:
+                return r.status == 200
+
+        wait_until(ready, 20, "Envoy /ready")
+        return gateway
+    except BaseException:
+        for b in backends.values():
+            stop(b.proc)
+        raise

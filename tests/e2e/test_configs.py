@@ -1,0 +1,61 @@
+"""Every Envoy configuration in the repository passes `envoy --mode validate`
+(which also loads the .wasm and runs its on_configure), and a broken plugin
+configuration makes Envoy refuse to start with one clear log line."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import ROOT, WASM, demo_bootstrap, envoy_binary, localize, plugin_config, set_plugin_config
+
+ENVOY_CONFIGS = sorted(
+    p for p in ROOT.glob("**/*.yaml")
+    if not any(part in (".venv", "target") for part in p.relative_to(ROOT).parts)
+    and "static_resources" in p.read_text()
+)
+
+
+def validate(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+
+
+def test_there_are_configs_to_check():
+    assert ROOT / "envoy/demo.yaml" in ENVOY_CONFIGS
+
+
+@pytest.mark.parametrize("path", ENVOY_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_envoy_config_validates(path):
+    assert WASM.is_file(), "build the .wasm first (make build)"
+    result = validate(path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "openai-gateway: configured" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("mutate, needle", [
+    (lambda c: c.update(unknown_setting=True), "unknown field `unknown_setting`"),
+    (lambda c: c["api_keys"][0].update(sha256="sk-demo"), "api_keys[0].sha256"),
+    (lambda c: c["models"][0].update(category="poetry"), "unknown variant `poetry`"),
+], ids=["unknown-field", "plaintext-key", "bad-category"])
+def test_invalid_plugin_config_fails_closed(tmp_path, mutate, needle):
+    bootstrap = localize(demo_bootstrap(), 1, 2, {"backend-a": 3, "backend-b": 4})
+    config = plugin_config(bootstrap)
+    mutate(config)
+    set_plugin_config(bootstrap, config)
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(bootstrap))
+    result = validate(path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    lines = [l for l in output.splitlines() if "invalid plugin configuration" in l]
+    assert len(lines) == 1 and needle in lines[0], output[-3000:]
+
+
+def test_demo_config_is_valid_json_with_digests_only():
+    config = plugin_config(demo_bootstrap())
+    for key in config["api_keys"]:
+        assert len(key["sha256"]) == 64 and not key["sha256"].startswith("sk-")
+    assert "sk-demo" not in json.dumps(config)
