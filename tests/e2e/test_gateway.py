@@ -311,3 +311,45 @@ def test_gateway_keeps_serving_after_errors(client):
         with pytest.raises(openai.BadRequestError):
             client.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI, n=3)
     assert client.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI).choices
+
+
+def test_chunked_request_with_alias_rewrite_reaches_the_backend_whole(gateway, backends):
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "' + b"y" * 200_000 + b'"}]}'
+
+    def chunks():
+        for i in range(0, len(body), 7_001):
+            yield body[i:i + 7_001]
+
+    r = httpx.post(f"{gateway.base_url}/chat/completions", content=chunks(), timeout=30,
+                   headers={"Authorization": "Bearer sk-demo", "content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    seen = last_request(backends["backend-a"])
+    expected = body.replace(b'"gpt-4o-mini"', b'"meta-llama/Llama-3.1-8B-Instruct"')
+    assert base64.b64decode(seen["body_base64"]) == expected
+
+
+def test_non_utf8_header_values_do_not_break_the_filter(gateway, backends):
+    # obs-text bytes in a header value: the filter must neither panic (which
+    # would kill the VM) nor let the request skip its checks.
+    r = httpx.post(f"{gateway.base_url}/chat/completions", json={"model": "llama-3.1-8b-instruct", "messages": HI},
+                   headers={"Authorization": "Bearer sk-demo", "x-client-note": b"caf\xe9"})
+    assert r.status_code == 200, r.text
+    r = httpx.post(f"{gateway.base_url}/chat/completions", json={"model": "llama-3.1-8b-instruct", "messages": HI},
+                   headers={"Authorization": b"Bearer sk-d\xe9mo"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert len(backends["backend-a"].requests()) == 1
+
+
+def test_quickstart_example_runs_against_the_gateway(gateway):
+    import os
+    import subprocess
+    import sys
+    from harness import ROOT
+    env = {**os.environ, "OPENAI_BASE_URL": gateway.base_url, "OPENAI_API_KEY": "sk-demo"}
+    out = subprocess.run([sys.executable, str(ROOT / "examples/quickstart.py")], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "chat: Hello from backend-a." in out.stdout
+    assert "stream: Hello from backend-a." in out.stdout
+    assert "embeddings: 2 vectors of 8" in out.stdout
+    assert "error: 400 param: n" in out.stdout
