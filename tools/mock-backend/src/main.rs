@@ -512,17 +512,28 @@ fn chat_completions(
         }
     }
     if include_usage {
-        events.push(sse_event(&json!({
-            "id": id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "fp_mock",
-            "choices": [],
-            "usage": usage,
-        })));
+        events.push(usage_chunk(
+            &id,
+            "chat.completion.chunk",
+            created,
+            &model,
+            &usage,
+        ));
     }
     sse_response(events, delay)
+}
+
+/// The last event of a stream with `include_usage`: no choices, only usage.
+fn usage_chunk(id: &str, object: &str, created: u64, model: &str, usage: &Value) -> Bytes {
+    sse_event(&json!({
+        "id": id,
+        "object": object,
+        "created": created,
+        "model": model,
+        "system_fingerprint": "fp_mock",
+        "choices": [],
+        "usage": usage,
+    }))
 }
 
 fn completions(state: &State, req: &Value, body_len: usize, delay: Duration) -> Response<MockBody> {
@@ -570,15 +581,7 @@ fn completions(state: &State, req: &Value, body_len: usize, delay: Duration) -> 
         .collect();
     events.push(chunk("", json!("stop")));
     if include_usage {
-        events.push(sse_event(&json!({
-            "id": id,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "system_fingerprint": "fp_mock",
-            "choices": [],
-            "usage": usage,
-        })));
+        events.push(usage_chunk(&id, "text_completion", created, &model, &usage));
     }
     sse_response(events, delay)
 }
