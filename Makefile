@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
 MOCK := target/tools/mock-backend
 
-.PHONY: run test setup build wasm mock unit lint e2e clean
+.PHONY: run test setup build wasm mock unit lint e2e docs sdk-snapshot clean
 
 run: build
 	scripts/run-demo.sh
@@ -42,7 +42,14 @@ lint:
 	$(CARGO) clippy -p openai-gateway --target wasm32-wasip1 --all-targets -- -D warnings
 
 e2e: build
-	$(PY) -m pytest tests/e2e -q -p no:cacheprovider
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+# --- generated files (tests fail when they are stale) ---------------------------
+docs:
+	UPDATE_DOCS=1 $(CARGO) test -p openai-gateway --test compat_doc
+
+sdk-snapshot: setup
+	$(PY) scripts/sdk_snapshot.py
 
 clean:
 	$(CARGO) clean

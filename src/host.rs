@@ -54,6 +54,7 @@ impl RootContext for Root {
             line: RequestLine::default(),
             pending: None,
             replied: false,
+            response_headers: Vec::new(),
         }))
     }
 
@@ -71,6 +72,8 @@ struct Exchange {
     pending: Option<PendingBody>,
     /// The gateway has answered this request itself.
     replied: bool,
+    /// Added to the response (e.g. to say a request was adapted).
+    response_headers: Vec<(String, String)>,
 }
 
 impl Context for Exchange {}
@@ -162,7 +165,19 @@ impl HttpContext for Exchange {
                 );
                 self.send(&reply)
             }
-            None => Action::Continue,
+            None => {
+                for (name, value) in &self.response_headers {
+                    if let Err(status) =
+                        hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
+                    {
+                        warn!(
+                            "[{}] cannot set response header {name} ({status:?})",
+                            self.id
+                        );
+                    }
+                }
+                Action::Continue
+            }
         }
     }
 }
@@ -182,8 +197,10 @@ impl Exchange {
                 backend,
                 edits,
                 new_body,
+                response_headers,
             } => {
                 self.line.backend = Some(backend);
+                self.response_headers = response_headers;
                 if let Err(message) = apply(MapType::HttpRequestHeaders, &edits) {
                     return self.fail(&message);
                 }

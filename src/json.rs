@@ -116,6 +116,163 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
+/// A JSON value borrowed from the body: strings without escapes point into
+/// it. Built in one pass; objects keep their members in body order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Json<'a> {
+    Null,
+    Bool(bool),
+    Number(serde_json::Number),
+    String(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Members<'a>),
+}
+
+/// An object's members, in body order, names unique.
+pub type Members<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
+
+impl<'a> Json<'a> {
+    /// Member `name` of an object.
+    pub fn get(&self, name: &str) -> Option<&Json<'a>> {
+        match self {
+            Json::Object(members) => member(members, name),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Json::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn is_null(&self) -> bool {
+        matches!(self, Json::Null)
+    }
+
+    /// How OpenAI's messages name the value's type.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Json::Null => "null",
+            Json::Bool(_) => "a boolean",
+            Json::Number(n) if n.is_f64() => "a decimal",
+            Json::Number(_) => "an integer",
+            Json::String(_) => "a string",
+            Json::Array(_) => "an array",
+            Json::Object(_) => "an object",
+        }
+    }
+}
+
+/// Member `name` of `members`.
+pub fn member<'m, 'a>(members: &'m Members<'a>, name: &str) -> Option<&'m Json<'a>> {
+    members.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+}
+
+/// Parses a request body that must be a JSON object, refusing duplicate
+/// member names at any depth and nesting deeper than serde_json's limit (128).
+pub fn parse_document(body: &[u8]) -> Result<Members<'_>, JsonError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(JsonError::Empty);
+    }
+    match serde_json::from_slice::<Json<'_>>(body) {
+        Ok(Json::Object(members)) => Ok(members),
+        Ok(_) => Err(JsonError::NotAnObject),
+        Err(e) => {
+            let text = e.to_string();
+            match text.strip_prefix(DUPLICATE) {
+                Some(rest) => {
+                    let name = rest.rsplit_once(" at line").map_or(rest, |(name, _)| name);
+                    Err(JsonError::DuplicateKey(name.to_string()))
+                }
+                None => Err(JsonError::Syntax(text)),
+            }
+        }
+    }
+}
+
+const DUPLICATE: &str = "duplicate member: ";
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(Json::Bool(v))
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(Json::Number(v.into()))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Json::Number)
+            .ok_or_else(|| E::custom("number out of range"))
+    }
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Json::String(Cow::Borrowed(v)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Json::String(Cow::Owned(v.to_string())))
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(Json::String(Cow::Owned(v)))
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+        let mut members: Members<'de> = Vec::new();
+        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+            let value: Json<'de> = map.next_value()?;
+            members.push((name, value));
+        }
+        if let Some(name) = first_duplicate(&members) {
+            return Err(de::Error::custom(format!("{DUPLICATE}{name}")));
+        }
+        Ok(Json::Object(members))
+    }
+}
+
+/// The first member name that appears twice, if any.
+fn first_duplicate<'m>(members: &'m Members<'_>) -> Option<&'m str> {
+    if members.len() <= 16 {
+        // Small objects: pairwise is cheaper than sorting.
+        for (i, (name, _)) in members.iter().enumerate() {
+            if members.iter().skip(i + 1).any(|(other, _)| other == name) {
+                return Some(name);
+            }
+        }
+        return None;
+    }
+    let mut names: Vec<&str> = members.iter().map(|(k, _)| k.as_ref()).collect();
+    names.sort_unstable();
+    names
+        .windows(2)
+        .find(|w| w.first() == w.get(1))
+        .and_then(|w| w.first().copied())
+}
+
 /// Deepest nesting of arrays and objects a body may have (serde_json's own
 /// limit for parsed values; raw members are skipped without one).
 pub const MAX_DEPTH: usize = 128;
@@ -246,6 +403,73 @@ mod tests {
             JsonObject::parse(&deep_array),
             Err(JsonError::Syntax(_))
         ));
+    }
+
+    #[test]
+    fn document_is_parsed_borrowed() {
+        let body =
+            br#"{"model": "m", "messages": [{"role": "user", "content": "caf\u00e9"}], "n": 1.5}"#;
+        let doc = parse_document(body).unwrap();
+        let model = member(&doc, "model").unwrap();
+        assert!(matches!(model, Json::String(Cow::Borrowed("m"))));
+        let content = member(&doc, "messages").unwrap();
+        let Json::Array(items) = content else {
+            panic!()
+        };
+        assert_eq!(items[0].get("content").unwrap().as_str(), Some("café"));
+        assert_eq!(member(&doc, "n").unwrap().type_name(), "a decimal");
+    }
+
+    #[test]
+    fn document_rejections() {
+        let cases: &[(&[u8], JsonError)] = &[
+            (b"", JsonError::Empty),
+            (b"[]", JsonError::NotAnObject),
+            (
+                br#"{"a":{"b":1,"b":2}}"#,
+                JsonError::DuplicateKey("b".into()),
+            ),
+            (
+                br#"{"a":[{"x":1},{"y":1,"y":2}]}"#,
+                JsonError::DuplicateKey("y".into()),
+            ),
+            (
+                br#"{"model":"a","m\u006fdel":"b"}"#,
+                JsonError::DuplicateKey("model".into()),
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(
+                &parse_document(body).unwrap_err(),
+                expected,
+                "{}",
+                String::from_utf8_lossy(body)
+            );
+        }
+        let many: String = (0..40).map(|i| format!(r#""k{i}":1,"#)).collect();
+        let dup = format!("{{{many}\"k7\":2}}");
+        assert_eq!(
+            parse_document(dup.as_bytes()).unwrap_err(),
+            JsonError::DuplicateKey("k7".into())
+        );
+        for bad in [
+            &b"{\"a\":1e400}"[..],
+            b"{\"a\":NaN}",
+            b"{\"a\":Infinity}",
+            b"{\"a\":\"\xff\"}",
+            b"{\"a\":1,}",
+        ] {
+            assert!(
+                matches!(parse_document(bad), Err(JsonError::Syntax(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let mut deep = b"{\"a\":".to_vec();
+        deep.extend(std::iter::repeat_n(b'[', 10_000));
+        deep.extend(std::iter::repeat_n(b']', 10_000));
+        deep.push(b'}');
+        assert!(matches!(parse_document(&deep), Err(JsonError::Syntax(_))));
     }
 
     #[test]

@@ -7,15 +7,16 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod compat;
 pub mod config;
 pub mod endpoints;
 pub mod error;
-pub mod fields;
 pub mod host;
 pub mod json;
 pub mod multipart;
 pub mod pipeline;
 pub mod sha256;
+pub mod validate;
 
 pub use config::{Gateway, PluginConfig};
 pub use error::ApiError;

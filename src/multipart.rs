@@ -36,12 +36,15 @@ pub fn boundary(content_type: &str) -> Option<&str> {
     })
 }
 
-/// The value of the form field `name` in `body`.
-pub fn text_field<'a>(
-    content_type: &str,
-    body: &'a [u8],
-    name: &str,
-) -> Result<&'a str, MultipartError> {
+/// One form field: its name and its raw value, both borrowed from the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part<'a> {
+    pub name: &'a [u8],
+    pub value: &'a [u8],
+}
+
+/// Every named part of a multipart/form-data body, in order.
+pub fn parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, MultipartError> {
     let boundary = boundary(content_type).ok_or(MultipartError::NotMultipart)?;
     let delimiter = [b"--", boundary.as_bytes()].concat();
     let next_delimiter = [b"\r\n--", boundary.as_bytes()].concat();
@@ -52,9 +55,10 @@ pub fn text_field<'a>(
             find(body, &next_delimiter).and_then(|at| body.get(at + next_delimiter.len()..))
         })
         .ok_or(MultipartError::Malformed)?;
+    let mut found = Vec::new();
     loop {
         if rest.starts_with(b"--") {
-            return Err(MultipartError::Missing);
+            return Ok(found);
         }
         rest = rest
             .strip_prefix(b"\r\n")
@@ -65,16 +69,25 @@ pub fn text_field<'a>(
             .get(header_end + 4..)
             .ok_or(MultipartError::Malformed)?;
         let content_end = find(content, &next_delimiter).ok_or(MultipartError::Malformed)?;
-        if part_name(headers) == Some(name.as_bytes()) {
+        if let Some(name) = part_name(headers) {
             let value = content
                 .get(..content_end)
                 .ok_or(MultipartError::Malformed)?;
-            return std::str::from_utf8(value).map_err(|_| MultipartError::NotText);
+            found.push(Part { name, value });
         }
         rest = content
             .get(content_end + next_delimiter.len()..)
             .ok_or(MultipartError::Malformed)?;
     }
+}
+
+/// The value of the form field `name` among `parts`, as text.
+pub fn text_field<'a>(parts: &[Part<'a>], name: &str) -> Result<&'a str, MultipartError> {
+    let part = parts
+        .iter()
+        .find(|p| p.name == name.as_bytes())
+        .ok_or(MultipartError::Missing)?;
+    std::str::from_utf8(part.value).map_err(|_| MultipartError::NotText)
 }
 
 /// The `name` parameter of a part's Content-Disposition header.
@@ -131,6 +144,10 @@ mod tests {
         body
     }
 
+    fn text_field(ct: &str, body: &[u8], name: &str) -> Result<String, MultipartError> {
+        super::text_field(&parts(ct, body)?, name).map(str::to_string)
+    }
+
     #[test]
     fn boundaries() {
         assert_eq!(boundary(CT), Some("XyZ"));
@@ -154,9 +171,9 @@ mod tests {
             ("model", "whisper-1"),
             ("language", "en"),
         ]);
-        assert_eq!(text_field(CT, &body, "model"), Ok("whisper-1"));
+        assert_eq!(text_field(CT, &body, "model"), Ok("whisper-1".to_string()));
         let body = form(&[("model", "whisper-1"), ("file", "data")]);
-        assert_eq!(text_field(CT, &body, "model"), Ok("whisper-1"));
+        assert_eq!(text_field(CT, &body, "model"), Ok("whisper-1".to_string()));
     }
 
     #[test]
@@ -188,9 +205,16 @@ mod tests {
     }
 
     #[test]
+    fn lists_every_part() {
+        let body = form(&[("model", "m"), ("file", "data"), ("language", "en")]);
+        let names: Vec<&[u8]> = parts(CT, &body).unwrap().iter().map(|p| p.name).collect();
+        assert_eq!(names, [&b"model"[..], b"file", b"language"]);
+    }
+
+    #[test]
     fn a_preamble_is_skipped() {
         let mut body = b"preamble text\r\n".to_vec();
         body.extend(form(&[("model", "m")]));
-        assert_eq!(text_field(CT, &body, "model"), Ok("m"));
+        assert_eq!(text_field(CT, &body, "model"), Ok("m".to_string()));
     }
 }

@@ -7,9 +7,11 @@ use crate::catalog::{self, Category, Model};
 use crate::config::Gateway;
 use crate::endpoints::{self, BodyKind, Endpoint, Lookup};
 use crate::error::{printable, ApiError};
-use crate::fields;
-use crate::json::{self, JsonError, JsonObject};
+use crate::json::{self, Json, JsonError, JsonObject};
 use crate::multipart::{self, MultipartError};
+use crate::validate::{self, Rewrite};
+use std::borrow::Cow;
+use std::ops::Range;
 
 #[cfg(test)]
 mod tests;
@@ -64,11 +66,13 @@ pub struct PendingBody {
 pub enum AfterBody {
     Reply(Reply),
     /// Forward to `backend` with these header edits, and this body instead
-    /// of the client's when `Some`; then re-pick the route.
+    /// of the client's when `Some`; then re-pick the route. Add
+    /// `response_headers` to the response.
     Forward {
         backend: String,
         edits: HeaderEdits,
         new_body: Option<Vec<u8>>,
+        response_headers: Vec<(String, String)>,
     },
 }
 
@@ -265,30 +269,59 @@ impl Gateway {
             .keys
             .get(pending.key)
             .ok_or_else(|| ApiError::with_status(500, "key lookup failed"))?;
-        let object = match pending.kind {
-            BodyKind::Json => Some(JsonObject::parse(body).map_err(json_error)?),
-            _ => None,
-        };
-        let requested: &str = match (&object, pending.kind) {
-            (Some(object), _) => model_member(object)?,
-            (None, BodyKind::Multipart) => {
-                multipart::text_field(&pending.content_type, body, "model")
-                    .map_err(multipart_error)?
+        let resolve = |requested: &str| -> Result<&Model, ApiError> {
+            let model = match self.catalog.resolve(requested) {
+                Some((index, model)) if key.may_use(index) => model,
+                _ => return Err(ApiError::model_not_found(requested)),
+            };
+            if !model.category.serves(pending.endpoint) {
+                return Err(wrong_category(model, pending.endpoint));
             }
-            (None, _) => return Err(ApiError::with_status(500, "no body expected")),
+            Ok(model)
         };
-
-        let model = match self.catalog.resolve(requested) {
-            Some((index, model)) if key.may_use(index) => model,
-            _ => return Err(ApiError::model_not_found(requested)),
-        };
-        if !model.category.serves(pending.endpoint) {
-            return Err(wrong_category(model, pending.endpoint));
+        match pending.kind {
+            BodyKind::Json => {
+                let document = json::parse_document(body).map_err(json_error)?;
+                let requested = model_member(&document)?;
+                let model = resolve(requested)?;
+                let effects = validate::check(pending.endpoint, &document, model)?;
+                let new_body = rewrite_json(body, requested, model, &effects.rewrites)?;
+                let headers = effects
+                    .response_headers
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect();
+                Ok(self.forward(model, new_body, headers))
+            }
+            BodyKind::Multipart => {
+                let parts =
+                    multipart::parts(&pending.content_type, body).map_err(multipart_error)?;
+                let requested = multipart::text_field(&parts, "model").map_err(multipart_error)?;
+                let model = resolve(requested)?;
+                let names: Vec<&[u8]> = parts.iter().map(|p| p.name).collect();
+                validate::check_form(pending.endpoint, &names)?;
+                let new_body = if requested == model.upstream_name() {
+                    None
+                } else {
+                    let span = json::span_of_str(body, requested)
+                        .ok_or_else(|| ApiError::with_status(500, "model span not found"))?;
+                    Some(
+                        json::splice(body, span, model.upstream_name().as_bytes())
+                            .ok_or_else(|| ApiError::with_status(500, "model rewrite failed"))?,
+                    )
+                };
+                Ok(self.forward(model, new_body, Vec::new()))
+            }
+            BodyKind::None => Err(ApiError::with_status(500, "no body expected")),
         }
-        if let Some(object) = &object {
-            fields::check(pending.endpoint, object, model)?;
-        }
+    }
 
+    fn forward(
+        &self,
+        model: &Model,
+        new_body: Option<Vec<u8>>,
+        response_headers: Vec<(String, String)>,
+    ) -> AfterBody {
         let mut edits = HeaderEdits::default();
         edits
             .set
@@ -301,21 +334,12 @@ impl Gateway {
                 .set
                 .push(("authorization".to_string(), credential.clone()));
         }
-        let new_body = if requested == model.upstream_name() {
-            None
-        } else {
-            Some(rewrite_model(
-                body,
-                requested,
-                model.upstream_name(),
-                pending.kind,
-            )?)
-        };
-        Ok(AfterBody::Forward {
+        AfterBody::Forward {
             backend: model.backend.clone(),
             edits,
             new_body,
-        })
+            response_headers,
+        }
     }
 
     /// Response headers the client must not see (CORS grants from backends).
@@ -382,50 +406,69 @@ impl Gateway {
     }
 }
 
-fn model_member<'a>(object: &JsonObject<'a>) -> Result<&'a str, ApiError> {
-    let raw = object.get("model").ok_or_else(|| {
-        ApiError::bad_request("You must provide a model parameter.").with_param("model")
-    })?;
-    // Borrowing succeeds for strings without escapes; others are rare and refused.
-    match serde_json::from_str::<&str>(raw.get()) {
-        Ok(name) => Ok(name),
-        Err(_) => match serde_json::from_str::<String>(raw.get()) {
-            Ok(_) => Err(ApiError::bad_request(
-                "Invalid 'model': escape sequences are not allowed in model names.",
-            )
-            .with_param("model")),
-            Err(_) => Err(ApiError::bad_request(format!(
-                "Invalid type for 'model': expected a string, but got {} instead.",
-                serde_json::from_str(raw.get())
-                    .map_or("an unreadable value", |v| fields::type_name(&v))
-            ))
-            .with_param("model")),
-        },
+fn model_member<'a>(document: &json::Members<'a>) -> Result<&'a str, ApiError> {
+    match json::member(document, "model") {
+        None => {
+            Err(ApiError::bad_request("You must provide a model parameter.").with_param("model"))
+        }
+        Some(Json::String(Cow::Borrowed(name))) => Ok(name),
+        Some(Json::String(Cow::Owned(_))) => Err(ApiError::bad_request(
+            "Invalid 'model': escape sequences are not allowed in model names.",
+        )
+        .with_param("model")),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "Invalid type for 'model': expected a string, but got {} instead.",
+            other.type_name()
+        ))
+        .with_param("model")),
     }
 }
 
-/// The body with the model name the backend expects.
-fn rewrite_model(
+/// The body to forward: the client's, unless the model name or a rewrite
+/// from validation changes it. Changes are spliced into the original bytes.
+fn rewrite_json(
     body: &[u8],
     requested: &str,
-    upstream: &str,
-    kind: BodyKind,
-) -> Result<Vec<u8>, ApiError> {
-    let span = json::span_of_str(body, requested)
-        .ok_or_else(|| ApiError::with_status(500, "model span not found"))?;
-    let replacement = match kind {
-        BodyKind::Json => serde_json::to_string(upstream)
-            .unwrap_or_default()
-            .into_bytes(),
-        _ => upstream.as_bytes().to_vec(),
-    };
-    // For JSON the span is the string's content: widen it to the quotes.
-    let span = match kind {
-        BodyKind::Json => span.start.saturating_sub(1)..span.end.saturating_add(1),
-        _ => span,
-    };
-    json::splice(body, span, &replacement)
-        .ok_or_else(|| ApiError::with_status(500, "model rewrite failed"))
+    model: &Model,
+    rewrites: &[Rewrite],
+) -> Result<Option<Vec<u8>>, ApiError> {
+    let upstream = model.upstream_name();
+    if requested == upstream && rewrites.is_empty() {
+        return Ok(None);
+    }
+    let failed = || ApiError::with_status(500, "body rewrite failed");
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(rewrites.len() + 1);
+    if requested != upstream {
+        let span = json::span_of_str(body, requested).ok_or_else(failed)?;
+        // The span is the string's content: widen it to the quotes.
+        let quoted = span.start.checked_sub(1).ok_or_else(failed)?..span.end.saturating_add(1);
+        edits.push((quoted, serde_json::to_vec(upstream).map_err(|_| failed())?));
+    }
+    // Raw spans of members are needed only to replace one (rare): read them lazily.
+    let mut raw: Option<JsonObject> = None;
+    for rewrite in rewrites {
+        match rewrite {
+            Rewrite::Replace { name, json } => {
+                if raw.is_none() {
+                    raw = Some(JsonObject::parse(body).map_err(|_| failed())?);
+                }
+                let value = raw.as_ref().and_then(|o| o.get(name)).ok_or_else(failed)?;
+                let span = json::span_of_str(body, value.get()).ok_or_else(failed)?;
+                edits.push((span, json.as_bytes().to_vec()));
+            }
+            Rewrite::Insert { name, json } => {
+                let open = body.iter().position(|b| *b == b'{').ok_or_else(failed)? + 1;
+                edits.push((open..open, format!("\"{name}\":{json},").into_bytes()));
+            }
+        }
+    }
+    // Apply from the end so earlier offsets stay valid.
+    edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
+    let mut out = body.to_vec();
+    for (range, replacement) in edits {
+        out = json::splice(&out, range, &replacement).ok_or_else(failed)?;
+    }
+    Ok(Some(out))
 }
 
 fn wrong_category(model: &Model, endpoint: Endpoint) -> ApiError {

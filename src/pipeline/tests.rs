@@ -53,6 +53,7 @@ fn run(method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> (Header
             backend: String::new(),
             edits: HeaderEdits::default(),
             new_body: None,
+            response_headers: Vec::new(),
         },
         AfterHeaders::ReadBody(p) => g.on_request_body(&p, body),
     };

@@ -1,0 +1,118 @@
+//! The compatibility document (docs/compatibility.md), rendered from the same
+//! tables the gateway enforces, so the two cannot drift. `make docs` writes
+//! it; a test fails when the committed copy is stale.
+
+use crate::catalog::Category;
+use crate::endpoints::{Support, MATRIX};
+use crate::validate::{table, Field, Rule};
+use std::fmt::Write;
+
+const SDK: &str = "openai-python 1.109.1";
+
+pub fn markdown() -> String {
+    let mut out = String::new();
+    let w = &mut out;
+    let _ = writeln!(w, "# Compatibility\n");
+    let _ = writeln!(
+        w,
+        "<!-- Generated from src/endpoints.rs and src/validate/ by `make docs`. Do not edit by hand. -->\n"
+    );
+    let _ = writeln!(
+        w,
+        "What the gateway accepts, endpoint by endpoint and field by field, checked against the request \
+         shapes of {SDK} (tests/sdk/openai-request-shapes.json). Every refusal is OpenAI's error envelope \
+         with `param` naming the field.\n"
+    );
+    let _ = writeln!(w, "## Endpoints\n");
+    let _ = writeln!(w, "| Endpoint | Methods | Status | Notes |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    for row in MATRIX {
+        let methods = if row.methods.is_empty() {
+            "any".to_string()
+        } else {
+            row.methods.join(", ")
+        };
+        match row.support {
+            Support::Supported(endpoint) => {
+                let categories: Vec<&str> = Category::for_endpoint(endpoint)
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect();
+                let models = if categories.is_empty() {
+                    String::new()
+                } else {
+                    format!(" Models: {}.", categories.join(", "))
+                };
+                let _ = writeln!(
+                    w,
+                    "| `{}` | {methods} | supported | {}.{models} |",
+                    row.pattern, row.note
+                );
+            }
+            Support::Unsupported(message) => {
+                let _ = writeln!(
+                    w,
+                    "| `{}` | {methods} | not supported (404) | {message} |",
+                    row.pattern
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        w,
+        "\nAny other path: 404 `Invalid URL`. A known path with another method: 405 with `allow`.\n"
+    );
+    let _ = writeln!(w, "## Request bodies\n");
+    let _ = writeln!(
+        w,
+        "For every JSON body: it must be one JSON object; a member name given twice anywhere in it, \
+         nesting deeper than 128 levels, `NaN`/`Infinity` and numbers out of range are refused with 400. \
+         Fields a table does not list are forwarded to the backend untouched; so are the bytes of the \
+         body, except where a row below says the gateway rewrites it (the rewrite is spliced in place and \
+         `content-length` fixed).\n"
+    );
+    for row in MATRIX {
+        let Support::Supported(endpoint) = row.support else {
+            continue;
+        };
+        let fields = table(endpoint);
+        if fields.is_empty() {
+            continue;
+        }
+        let _ = writeln!(w, "### {} {}\n", row.methods.join("/"), row.pattern);
+        let _ = writeln!(w, "| Field | Required | Status | Rule |");
+        let _ = writeln!(w, "|---|---|---|---|");
+        for field in fields {
+            let _ = writeln!(
+                w,
+                "| `{}` | {} | {} | {} |",
+                field.name,
+                if field.required { "yes" } else { "" },
+                status(field),
+                rule_text(field)
+            );
+        }
+        let _ = writeln!(w);
+    }
+    out
+}
+
+fn status(field: &Field) -> &'static str {
+    match field.rule {
+        Rule::Routing => "routing",
+        Rule::Validated(_) => "validated",
+        Rule::Forwarded if field.required => "required",
+        Rule::Forwarded => "forwarded",
+        Rule::Unsupported(_) => "rejected (400) unless null/false",
+    }
+}
+
+fn rule_text(field: &Field) -> String {
+    let mut text = field.doc.replace('|', "\\|");
+    if let Some(default) = field.default {
+        if !text.contains("absent") {
+            let _ = write!(text, "; absent → sent as `{default}`");
+        }
+    }
+    text
+}
