@@ -25,6 +25,25 @@ pub struct PluginConfig {
     /// Added to every error envelope as `error.doc_url`.
     #[serde(default)]
     pub doc_url: Option<String>,
+    /// How requests are charged against token-per-minute limits.
+    #[serde(default)]
+    pub token_limits: TokenLimits,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenLimits {
+    /// Completion tokens charged when a request sets no `max_tokens` /
+    /// `max_completion_tokens`.
+    pub default_max_tokens: u64,
+}
+
+impl Default for TokenLimits {
+    fn default() -> Self {
+        TokenLimits {
+            default_max_tokens: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -83,6 +102,9 @@ pub struct HeaderNames {
     pub key_id: String,
     /// Carries the canonical id of the resolved model.
     pub model: String,
+    /// Carries the request's estimated token cost (the tokens limiter's
+    /// `hits_addend`).
+    pub token_cost: String,
 }
 
 impl Default for HeaderNames {
@@ -91,14 +113,15 @@ impl Default for HeaderNames {
             backend: "x-gateway-backend".into(),
             key_id: "x-gateway-key-id".into(),
             model: "x-gateway-model".into(),
+            token_cost: "x-gateway-token-cost".into(),
         }
     }
 }
 
 impl HeaderNames {
     /// Every header the gateway owns; client-supplied copies are removed.
-    pub fn all(&self) -> [&str; 3] {
-        [&self.backend, &self.key_id, &self.model]
+    pub fn all(&self) -> [&str; 4] {
+        [&self.backend, &self.key_id, &self.model, &self.token_cost]
     }
 }
 
@@ -111,6 +134,7 @@ pub struct Gateway {
     pub backend_credentials: HashMap<String, String>,
     pub headers: HeaderNames,
     pub doc_url: Option<String>,
+    pub token_limits: TokenLimits,
 }
 
 /// A configuration the gateway refuses to run with.
@@ -248,6 +272,7 @@ impl TryFrom<PluginConfig> for Gateway {
             backend_credentials,
             headers: config.headers,
             doc_url: config.doc_url,
+            token_limits: config.token_limits,
         })
     }
 }
@@ -270,6 +295,7 @@ fn check_headers(h: &HeaderNames) -> Result<(), ConfigError> {
         ("headers.backend", &h.backend),
         ("headers.key_id", &h.key_id),
         ("headers.model", &h.model),
+        ("headers.token_cost", &h.token_cost),
     ] {
         let valid = !name.is_empty()
             && name.len() <= 64

@@ -4,7 +4,9 @@
 
 use crate::config::Gateway;
 use crate::error::ApiError;
-use crate::pipeline::{AfterBody, AfterHeaders, HeaderEdits, PendingBody, Reply, RequestLine};
+use crate::pipeline::{
+    AfterBody, AfterHeaders, AfterResponseHeaders, HeaderEdits, PendingBody, Reply, RequestLine,
+};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -139,15 +141,6 @@ impl HttpContext for Exchange {
                 return Action::Continue;
             }
         };
-        for name in gateway.response_headers_to_remove(&headers) {
-            if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, &name, None)
-            {
-                warn!(
-                    "[{}] cannot remove response header {name} ({status:?})",
-                    self.id
-                );
-            }
-        }
         let status = headers
             .iter()
             .find(|(name, _)| name == ":status")
@@ -157,24 +150,18 @@ impl HttpContext for Exchange {
             Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
             _ => String::new(),
         };
-        match gateway.rewrite_local_reply(status, &details, &self.line, &headers) {
-            Some(reply) => {
+        match gateway.on_response_headers(status, &details, &self.line, &headers) {
+            AfterResponseHeaders::Reply(reply) => {
                 debug!(
                     "[{}] rewriting Envoy's local reply {status} ({details})",
                     self.id
                 );
                 self.send(&reply)
             }
-            None => {
-                for (name, value) in &self.response_headers {
-                    if let Err(status) =
-                        hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value))
-                    {
-                        warn!(
-                            "[{}] cannot set response header {name} ({status:?})",
-                            self.id
-                        );
-                    }
+            AfterResponseHeaders::Edit(mut edits) => {
+                edits.set.append(&mut self.response_headers);
+                if let Err(message) = apply(MapType::HttpResponseHeaders, &edits) {
+                    warn!("[{}] {message}", self.id);
                 }
                 Action::Continue
             }
@@ -198,8 +185,10 @@ impl Exchange {
                 edits,
                 new_body,
                 response_headers,
+                token_cost,
             } => {
                 self.line.backend = Some(backend);
+                self.line.token_cost = token_cost;
                 self.response_headers = response_headers;
                 if let Err(message) = apply(MapType::HttpRequestHeaders, &edits) {
                     return self.fail(&message);

@@ -15,7 +15,9 @@ pub mod host;
 pub mod json;
 pub mod multipart;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod sha256;
+pub mod tokens;
 pub mod validate;
 
 pub use config::{Gateway, PluginConfig};

@@ -9,6 +9,8 @@ use crate::endpoints::{self, BodyKind, Endpoint, Lookup};
 use crate::error::{printable, ApiError};
 use crate::json::{self, Json, JsonError, JsonObject};
 use crate::multipart::{self, MultipartError};
+use crate::ratelimit;
+use crate::tokens;
 use crate::validate::{self, Rewrite};
 use std::borrow::Cow;
 use std::ops::Range;
@@ -73,7 +75,17 @@ pub enum AfterBody {
         edits: HeaderEdits,
         new_body: Option<Vec<u8>>,
         response_headers: Vec<(String, String)>,
+        token_cost: u64,
     },
+}
+
+/// What to do with the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterResponseHeaders {
+    /// Replace the response with this one.
+    Reply(Reply),
+    /// Let it through with these edits.
+    Edit(HeaderEdits),
 }
 
 /// What the response stage needs to know about the request.
@@ -84,6 +96,8 @@ pub struct RequestLine {
     pub path: String,
     /// The backend the gateway routed the request to, once it has.
     pub backend: Option<String>,
+    /// What the gateway charged the tokens limiter.
+    pub token_cost: u64,
 }
 
 impl RequestLine {
@@ -104,6 +118,7 @@ impl RequestLine {
             method: text(":method"),
             path,
             backend: None,
+            token_cost: 1,
         }
     }
 }
@@ -189,6 +204,10 @@ impl Gateway {
             .ok_or_else(|| ApiError::with_status(500, "key lookup failed"))?;
         // The client's key never reaches a backend.
         edits.remove.push("authorization".to_string());
+        // Every request costs at least one token; the body stage refines it.
+        edits
+            .set
+            .push((self.headers.token_cost.clone(), "1".to_string()));
         edits
             .set
             .push((self.headers.key_id.clone(), key.id.clone()));
@@ -291,7 +310,12 @@ impl Gateway {
                     .iter()
                     .map(|(n, v)| (n.to_string(), v.to_string()))
                     .collect();
-                Ok(self.forward(model, new_body, headers))
+                let cost = tokens::estimate(
+                    pending.endpoint,
+                    &document,
+                    self.token_limits.default_max_tokens,
+                );
+                Ok(self.forward(model, new_body, headers, cost))
             }
             BodyKind::Multipart => {
                 let parts =
@@ -310,7 +334,7 @@ impl Gateway {
                             .ok_or_else(|| ApiError::with_status(500, "model rewrite failed"))?,
                     )
                 };
-                Ok(self.forward(model, new_body, Vec::new()))
+                Ok(self.forward(model, new_body, Vec::new(), 1))
             }
             BodyKind::None => Err(ApiError::with_status(500, "no body expected")),
         }
@@ -321,8 +345,12 @@ impl Gateway {
         model: &Model,
         new_body: Option<Vec<u8>>,
         response_headers: Vec<(String, String)>,
+        token_cost: u64,
     ) -> AfterBody {
         let mut edits = HeaderEdits::default();
+        edits
+            .set
+            .push((self.headers.token_cost.clone(), token_cost.to_string()));
         edits
             .set
             .push((self.headers.backend.clone(), model.backend.clone()));
@@ -339,23 +367,40 @@ impl Gateway {
             edits,
             new_body,
             response_headers,
+            token_cost,
         }
     }
 
-    /// Response headers the client must not see (CORS grants from backends).
-    pub fn response_headers_to_remove(&self, headers: &Headers) -> Vec<String> {
-        headers
+    /// Decides on the response headers: Envoy's own error replies become
+    /// envelopes; every other response loses CORS grants and Envoy's draft
+    /// rate-limit headers and gains OpenAI's `x-ratelimit-*`.
+    pub fn on_response_headers(
+        &self,
+        status: u16,
+        code_details: &str,
+        request: &RequestLine,
+        headers: &Headers,
+    ) -> AfterResponseHeaders {
+        if let Some(reply) = self.rewrite_local_reply(status, code_details, request, headers) {
+            return AfterResponseHeaders::Reply(reply);
+        }
+        let mut remove: Vec<String> = headers
             .iter()
             .filter(|(name, _)| name.to_ascii_lowercase().starts_with("access-control-"))
             .map(|(name, _)| name.clone())
-            .collect()
+            .collect();
+        remove.extend(ratelimit::headers_to_remove(headers));
+        AfterResponseHeaders::Edit(HeaderEdits {
+            remove,
+            set: ratelimit::openai_headers(&ratelimit::read(headers)),
+        })
     }
 
     /// Envoy's own local replies (no route, payload too large, upstream
     /// failure, …) re-rendered as envelopes. `code_details` is Envoy's
     /// `response.code_details`; responses that came from a backend
     /// (`via_upstream`) are left alone.
-    pub fn rewrite_local_reply(
+    fn rewrite_local_reply(
         &self,
         status: u16,
         code_details: &str,
@@ -379,6 +424,11 @@ impl Gateway {
             error.headers.push(("x-should-retry", "false".to_string()));
             return Some(self.error_reply(&error));
         }
+        if status == 429 {
+            return Some(
+                self.error_reply(&ratelimit::too_many_requests(headers, request.token_cost)),
+            );
+        }
         let message = match status {
             404 => format!(
                 "No backend route for {} {}. The gateway's Envoy configuration has no route for this request ({details}).",
@@ -386,22 +436,25 @@ impl Gateway {
                 printable(&request.path, 256)
             ),
             413 => "The request body is larger than this gateway accepts. Send a smaller request.".to_string(),
-            429 => "Rate limit reached for requests. Retry after the time given in the Retry-After header.".to_string(),
             502..=504 => format!(
                 "The model backend is unavailable or did not answer in time ({details}). Retry the request later."
             ),
             _ => format!("The gateway could not complete the request ({details})."),
         };
         let mut reply = self.error_reply(&ApiError::with_status(status, message));
-        // Keep what tells the client when to retry.
+        // Keep what tells the client when to retry, in OpenAI's names.
         for (name, value) in headers {
-            let lower = name.to_ascii_lowercase();
-            if lower == "retry-after" || lower.starts_with("x-ratelimit-") {
+            if name.eq_ignore_ascii_case("retry-after") {
                 if let Ok(value) = std::str::from_utf8(value) {
-                    reply.headers.push((lower, value.to_string()));
+                    reply
+                        .headers
+                        .push(("retry-after".to_string(), value.to_string()));
                 }
             }
         }
+        reply
+            .headers
+            .extend(ratelimit::openai_headers(&ratelimit::read(headers)));
         Some(reply)
     }
 }

@@ -54,6 +54,7 @@ fn run(method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> (Header
             edits: HeaderEdits::default(),
             new_body: None,
             response_headers: Vec::new(),
+            token_cost: 1,
         },
         AfterHeaders::ReadBody(p) => g.on_request_body(&p, body),
     };
@@ -193,10 +194,9 @@ fn internal_headers_are_always_stripped_and_key_id_set() {
     ] {
         assert!(outcome.edits.remove.iter().any(|n| n == name), "{name}");
     }
-    assert_eq!(
-        outcome.edits.set,
-        vec![("x-gateway-key-id".to_string(), "demo".to_string())]
-    );
+    assert_eq!(set_value(&outcome.edits, "x-gateway-key-id"), Some("demo"));
+    assert_eq!(set_value(&outcome.edits, "x-gateway-token-cost"), Some("1"));
+    assert_eq!(outcome.edits.set.len(), 2);
     assert!(matches!(outcome.next, AfterHeaders::ReadBody(_)));
     // Also on rejected requests.
     let outcome = g.on_request_headers(
@@ -452,6 +452,7 @@ fn local_replies_become_envelopes() {
         method: "POST".into(),
         path: "/v1/chat/completions".into(),
         backend: None,
+        token_cost: 1,
     };
     let upstream_headers = vec![
         ("retry-after".to_string(), b"3".to_vec()),
@@ -491,21 +492,91 @@ fn local_replies_become_envelopes() {
 }
 
 #[test]
-fn cors_grants_from_backends_are_removed() {
+fn responses_lose_cors_grants_and_draft_headers_and_gain_openai_names() {
     let g = gateway();
     let h = vec![
+        (":status".to_string(), b"200".to_vec()),
         ("access-control-allow-origin".to_string(), b"*".to_vec()),
         (
             "Access-Control-Allow-Credentials".to_string(),
             b"true".to_vec(),
         ),
         ("content-type".to_string(), b"application/json".to_vec()),
+        ("x-ratelimit-limit".to_string(), b"3".to_vec()),
+        ("x-ratelimit-remaining".to_string(), b"2".to_vec()),
+        ("x-ratelimit-reset".to_string(), b"0".to_vec()),
     ];
+    let line = RequestLine::default();
+    let AfterResponseHeaders::Edit(edits) = g.on_response_headers(200, "via_upstream", &line, &h)
+    else {
+        panic!("a backend response is not replaced")
+    };
+    for name in [
+        "access-control-allow-origin",
+        "Access-Control-Allow-Credentials",
+        "x-ratelimit-limit",
+        "x-ratelimit-remaining",
+        "x-ratelimit-reset",
+    ] {
+        assert!(edits.remove.iter().any(|n| n == name), "{name}");
+    }
+    assert!(!edits.remove.iter().any(|n| n == "content-type"));
+    assert_eq!(set_value(&edits, "x-ratelimit-limit-requests"), Some("3"));
     assert_eq!(
-        g.response_headers_to_remove(&h),
-        [
-            "access-control-allow-origin",
-            "Access-Control-Allow-Credentials"
-        ]
+        set_value(&edits, "x-ratelimit-remaining-requests"),
+        Some("2")
     );
+    assert_eq!(set_value(&edits, "x-ratelimit-reset-requests"), Some("0ms"));
+}
+
+#[test]
+fn limiter_429_becomes_a_rate_limit_envelope() {
+    let g = gateway();
+    let h = vec![
+        ("x-ratelimit-limit".to_string(), b"3".to_vec()),
+        ("x-ratelimit-remaining".to_string(), b"0".to_vec()),
+        ("x-ratelimit-reset".to_string(), b"20".to_vec()),
+        ("x-gateway-ratelimited-by".to_string(), b"requests".to_vec()),
+    ];
+    let AfterResponseHeaders::Reply(reply) =
+        g.on_response_headers(429, "local_rate_limited", &RequestLine::default(), &h)
+    else {
+        panic!("a limiter's 429 is replaced")
+    };
+    assert_eq!(reply.status, 429);
+    let v = envelope(&reply);
+    assert_eq!(v["error"]["type"], "requests");
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    assert!(reply.headers.contains(&("retry-after".into(), "20".into())));
+    assert!(reply
+        .headers
+        .contains(&("retry-after-ms".into(), "20000".into())));
+    assert!(reply
+        .headers
+        .contains(&("x-ratelimit-remaining-requests".into(), "0".into())));
+}
+
+#[test]
+fn every_forwarded_request_carries_its_token_cost() {
+    let g = gateway();
+    let outcome = g.on_request_headers(&headers("GET", "/v1/responses/r1", &[DEMO]), true);
+    assert_eq!(set_value(&outcome.edits, "x-gateway-token-cost"), Some("1"));
+    let body = br#"{"model":"qwen2.5-coder-7b","messages":[{"role":"user","content":"abcdabcd"}],"max_tokens":100}"#;
+    let (_, after) = run("POST", "/v1/chat/completions", &[DEMO, JSON_CT], body);
+    let (edits, _) = forwarded(after);
+    assert_eq!(set_value(&edits, "x-gateway-token-cost"), Some("109"));
+    // A client cannot pick its own cost.
+    let outcome = g.on_request_headers(
+        &headers(
+            "POST",
+            "/v1/chat/completions",
+            &[DEMO, ("x-gateway-token-cost", "0")],
+        ),
+        false,
+    );
+    assert!(outcome
+        .edits
+        .remove
+        .iter()
+        .any(|n| n == "x-gateway-token-cost"));
 }

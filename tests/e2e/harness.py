@@ -171,7 +171,16 @@ def localize(bootstrap: dict, listen_port: int, admin_port: int, backend_ports: 
 TEST_KEYS = {
     # Restricted to the embeddings model.
     "sk-test-embeddings-only-0123456789": {"id": "embeddings-only", "models": ["bge-m3"]},
+    # One request per 2 seconds (retry timing).
+    "sk-test-slow": {"id": "test-slow"},
+    # 2000 tokens per minute (token limits).
+    "sk-test-tokens": {"id": "test-tokens"},
 }
+# Extra local buckets for the test keys: (limiter stat_prefix, key id, bucket).
+TEST_BUCKETS = [
+    ("gateway_requests", "test-slow", {"max_tokens": 1, "tokens_per_fill": 1, "fill_interval": "2s"}),
+    ("gateway_tokens", "test-tokens", {"max_tokens": 2000, "tokens_per_fill": 2000, "fill_interval": "60s"}),
+]
 DEAD_BACKEND = "backend-dead"      # routed, but nothing listens there
 UNROUTED_BACKEND = "backend-unrouted"  # no Envoy route names it
 
@@ -186,6 +195,14 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
         {"id": "unrouted-model", "category": "text", "backend": UNROUTED_BACKEND},
     ]
     set_plugin_config(b, config)
+    for f in _hcm(b)["http_filters"]:
+        prefix = f["typed_config"].get("stat_prefix")
+        for limiter, key_id, bucket in TEST_BUCKETS:
+            if prefix == limiter:
+                kind = "requests" if limiter == "gateway_requests" else "tokens"
+                f["typed_config"]["descriptors"].insert(0, {
+                    "entries": [{"key": "limit", "value": kind}, {"key": "key_id", "value": key_id}],
+                    "token_bucket": bucket})
     routes = _hcm(b)["route_config"]["virtual_hosts"][0]["routes"]
     routes.append({
         "match": {"prefix": "/v1/", "headers": [{"name": "x-gateway-backend", "string_match": {"exact": DEAD_BACKEND}}]},
