@@ -5,9 +5,8 @@ CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
-MOCK := target/tools/mock-backend
 
-.PHONY: run test setup build wasm mock unit lint e2e docs sdk-snapshot clean
+.PHONY: run test setup build wasm tools unit lint e2e docs sdk-snapshot clean
 
 run: build
 	scripts/run-demo.sh
@@ -24,13 +23,14 @@ $(VENV)/.installed: tests/requirements.txt
 	touch $@
 
 # --- build ------------------------------------------------------------------
-build: setup wasm mock
+build: setup wasm tools
 
 wasm:
 	$(CARGO) build --release --target wasm32-wasip1 -p openai-gateway
 
-mock:
-	$(CARGO) build --profile tools -p mock-backend
+# The mock model backend and the rate-limit service double (native).
+tools:
+	$(CARGO) build --profile tools -p mock-backend -p ratelimit-double
 
 # --- test tiers ---------------------------------------------------------------
 unit:

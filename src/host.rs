@@ -2,6 +2,7 @@
 //! bodies between Envoy and the pure decisions in [`crate::pipeline`], and
 //! turns host errors into logged, non-panicking outcomes.
 
+use crate::charger::{self, Charger, ChargerConfig};
 use crate::config::Gateway;
 use crate::error::ApiError;
 use crate::pipeline::{
@@ -13,10 +14,13 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
 use std::rc::Rc;
 
-/// The plugin's root context: holds the configuration compiled in `on_configure`.
+/// The plugin's root context: holds the configuration compiled in
+/// `on_configure`, for the gateway or for the token charger (see
+/// [`crate::charger`]).
 #[derive(Default)]
 pub struct Root {
     gateway: Option<Rc<Gateway>>,
+    charger: Option<Rc<Charger>>,
 }
 
 impl Context for Root {}
@@ -30,6 +34,22 @@ impl RootContext for Root {
                 return false;
             }
         };
+        if charger::is_charger_config(&bytes) {
+            return match serde_json::from_slice::<ChargerConfig>(&bytes) {
+                Ok(config) => {
+                    info!(
+                        "openai-gateway: token charger for header {}",
+                        config.token_charger.header
+                    );
+                    self.charger = Some(Rc::new(config.token_charger));
+                    true
+                }
+                Err(err) => {
+                    error!("openai-gateway: invalid token charger configuration, refusing to start: {err}");
+                    false
+                }
+            };
+        }
         match Gateway::try_from(bytes.as_slice()) {
             Ok(gateway) => {
                 info!(
@@ -48,6 +68,11 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        if let Some(charger) = &self.charger {
+            return Some(Box::new(ChargeTokens {
+                charger: charger.clone(),
+            }));
+        }
         // Returning None would make the SDK panic: a context without a
         // configuration answers every request with an error instead.
         Some(Box::new(Exchange {
@@ -62,6 +87,33 @@ impl RootContext for Root {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+}
+
+/// The token charger's request context.
+struct ChargeTokens {
+    charger: Rc<Charger>,
+}
+
+impl Context for ChargeTokens {}
+
+impl HttpContext for ChargeTokens {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let value =
+            match hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, &self.charger.header)
+            {
+                Ok(Some(value)) => value,
+                _ => return Action::Continue,
+            };
+        if let Some(cost) = charger::cost(&value) {
+            let args = charger::filter_state_arguments(charger::HITS_ADDEND, &cost.to_string());
+            if let Err(status) =
+                hostcalls::call_foreign_function("set_envoy_filter_state", Some(&args))
+            {
+                warn!("openai-gateway: cannot charge {cost} tokens ({status:?}); the request counts as 1");
+            }
+        }
+        Action::Continue
     }
 }
 

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod catalog;
+pub mod charger;
 pub mod compat;
 pub mod config;
 pub mod endpoints;

@@ -430,6 +430,11 @@ impl Gateway {
             );
         }
         let message = match status {
+            _ if code_details.contains("rate_limiter_error") => {
+                "The gateway's rate-limit service is unavailable, and the gateway is set to refuse \
+                 requests it cannot count. Retry the request later."
+                    .to_string()
+            }
             404 => format!(
                 "No backend route for {} {}. The gateway's Envoy configuration has no route for this request ({details}).",
                 printable(&request.method, 16),

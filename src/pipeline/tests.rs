@@ -469,6 +469,11 @@ fn local_replies_become_envelopes() {
         ),
         (429, "request_rate_limited", "Rate limit"),
         (431, "header_overflow", "could not complete"),
+        (
+            503,
+            "rate_limiter_error",
+            "rate-limit service is unavailable",
+        ),
     ];
     for (status, details, needle) in cases {
         let reply = g

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[2]
 WASM = ROOT / "target/wasm32-wasip1/release/openai_gateway.wasm"
 MOCK = ROOT / "target/tools/mock-backend"
 DEMO_CONFIG = ROOT / "envoy/demo.yaml"
+GLOBAL_CONFIG = ROOT / "envoy/global-ratelimit.yaml"
+RLS_CONFIG = ROOT / "envoy/ratelimit-config.yaml"
+RLS = ROOT / "target/tools/ratelimit-double"
 
 
 def envoy_binary() -> str:
@@ -154,6 +157,62 @@ def demo_bootstrap() -> dict:
     return yaml.safe_load(DEMO_CONFIG.read_text())
 
 
+def global_bootstrap() -> dict:
+    return yaml.safe_load(GLOBAL_CONFIG.read_text())
+
+
+@dataclass
+class RateLimitService:
+    """The test double of Envoy's rate-limit service (tools/ratelimit-double)."""
+    grpc_port: int
+    http_port: int
+    proc: subprocess.Popen
+
+    def _call(self, method: str, path: str, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method,
+                                     headers={"content-type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            text = resp.read()
+            return json.loads(text) if text else None
+
+    def configure(self, config: dict) -> None:
+        self._call("PUT", "/config", config)
+
+    def mode(self, mode: str, **extra) -> None:
+        self._call("PUT", "/mode", {"mode": mode, **extra})
+
+    def requests(self) -> list[dict]:
+        return self._call("GET", "/requests")["requests"]
+
+    def clear_requests(self) -> None:
+        self._call("DELETE", "/requests")
+
+
+def ratelimit_config_with_test_keys() -> dict:
+    """envoy/ratelimit-config.yaml plus limits for the test keys."""
+    config = yaml.safe_load(RLS_CONFIG.read_text())
+    for top in config["descriptors"]:
+        if top["value"] == "requests":
+            top["descriptors"].append({"key": "key_id", "value": "test-slow",
+                                       "rate_limit": {"unit": "second", "requests_per_unit": 1, "name": "requests"}})
+        if top["value"] == "tokens":
+            top["descriptors"].append({"key": "key_id", "value": "test-tokens",
+                                       "rate_limit": {"unit": "minute", "requests_per_unit": 2000, "name": "tokens"}})
+    return config
+
+
+def start_ratelimit_service() -> RateLimitService:
+    grpc_port, http_port = free_port(), free_port()
+    proc = subprocess.Popen([str(RLS), "--grpc", f"127.0.0.1:{grpc_port}", "--http", f"127.0.0.1:{http_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    service = RateLimitService(grpc_port, http_port, proc)
+    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1).status == 200,
+               10, "rate-limit service")
+    service.configure(ratelimit_config_with_test_keys())
+    return service
+
+
 def localize(bootstrap: dict, listen_port: int, admin_port: int, backend_ports: dict[str, int]) -> dict:
     """The bootstrap on the given ports, loading the built .wasm by absolute path."""
     b = copy.deepcopy(bootstrap)
@@ -163,7 +222,9 @@ def localize(bootstrap: dict, listen_port: int, admin_port: int, backend_ports: 
         name = cluster["name"]
         addr = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
         addr["port_value"] = backend_ports[name]
-    _wasm_filter(b)["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(WASM)
+    for f in _hcm(b)["http_filters"]:
+        if f["name"] == "envoy.filters.http.wasm":
+            f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(WASM)
     return b
 
 
@@ -196,6 +257,8 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
     ]
     set_plugin_config(b, config)
     for f in _hcm(b)["http_filters"]:
+        if f["name"] != "envoy.filters.http.local_ratelimit":
+            continue  # the fleet's limits live in the rate-limit service
         prefix = f["typed_config"].get("stat_prefix")
         for limiter, key_id, bucket in TEST_BUCKETS:
             if prefix == limiter:
@@ -218,13 +281,17 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
     return b
 
 
-def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "backend-b")) -> Gateway:
+def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "backend-b"),
+                  extra_ports: dict[str, int] | None = None) -> Gateway:
+    """Envoy with `bootstrap` (default: the demo's) plus the test overlay.
+    `extra_ports` maps further cluster names (e.g. `ratelimit`) to ports."""
     backends = {name: start_backend(name) for name in backend_names}
     try:
         ports = {name: b.port for name, b in backends.items()}
         ports[DEAD_BACKEND] = free_port()  # nothing listens there
+        ports.update(extra_ports or {})
         listen_port, admin_port = free_port(), free_port()
-        source = bootstrap if bootstrap is not None else test_overlay(demo_bootstrap(), ports[DEAD_BACKEND])
+        source = test_overlay(bootstrap if bootstrap is not None else demo_bootstrap(), ports[DEAD_BACKEND])
         config = localize(source, listen_port, admin_port, ports)
         tmp = tempfile.TemporaryDirectory(prefix="gateway-e2e-")
         config_path = Path(tmp.name) / "envoy.yaml"

@@ -68,9 +68,13 @@ def check_request_limit_429(gateway, key, limit, other_key):
     assert chat(sdk(gateway, other_key)).parse().choices
 
 
-def check_sdk_waits_what_retry_after_says(gateway, key):
+def check_sdk_waits_what_retry_after_says(gateway, key, align_to_second=False):
     statuses = []
     client = sdk(gateway, key, retries=2, statuses=statuses)
+    if align_to_second:
+        # A per-second fixed window: start early in a second, so both calls share it.
+        while time.time() % 1 > 0.2:
+            time.sleep(0.02)
     chat(client)  # takes the only token
     started = time.monotonic()
     assert chat(client).parse().choices  # refused, waited, retried
@@ -86,7 +90,10 @@ def check_sdk_waits_what_retry_after_says(gateway, key):
     assert waited >= told * 0.9
 
 
-def check_token_limit(gateway, key, tokens_limit):
+def check_token_limit(gateway, key, tokens_limit, refusals_still_count=False):
+    """`refusals_still_count`: the limiter adds a refused request's cost to its
+    window anyway (envoyproxy/ratelimit increments, then compares), so after a
+    refusal the key's budget for that window is spent."""
     client = sdk(gateway, key)
     small = chat(client, max_tokens=10)
     assert small.parse().choices
@@ -104,6 +111,11 @@ def check_token_limit(gateway, key, tokens_limit):
     assert e.response.headers["x-should-retry"] == "false"
     assert "Waiting will not help" in e.message
     assert all(not b.requests() for b in gateway.backends.values())
+    if refusals_still_count:
+        with pytest.raises(openai.RateLimitError) as err:
+            chat(client, max_tokens=5)
+        assert err.value.body["type"] == "tokens"
+        return
     # Within the budget but above what remains: a tokens 429 worth waiting for.
     chat(client, max_tokens=tokens_limit // 2)
     with pytest.raises(openai.RateLimitError) as err:

@@ -1,0 +1,101 @@
+"""Rate limits shared by a fleet: envoy/global-ratelimit.yaml, Envoy's ratelimit
+filter calling a rate-limit service (a test double of envoyproxy/ratelimit,
+loaded with envoy/ratelimit-config.yaml)."""
+
+import copy
+
+import openai
+import pytest
+
+import ratelimit_cases as cases
+from harness import global_bootstrap, start_gateway, start_ratelimit_service, stop
+
+
+@pytest.fixture(scope="module")
+def rls():
+    service = start_ratelimit_service()
+    yield service
+    stop(service.proc)
+
+
+def fleet_gateway(rls, deny_on_failure=False):
+    bootstrap = global_bootstrap()
+    if deny_on_failure:
+        bootstrap = copy.deepcopy(bootstrap)
+        hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+        for f in hcm["http_filters"]:
+            if f["name"] == "envoy.filters.http.ratelimit":
+                f["typed_config"]["failure_mode_deny"] = True
+    return start_gateway(bootstrap, extra_ports={"ratelimit": rls.grpc_port})
+
+
+@pytest.fixture(scope="module")
+def fleet(rls):
+    gw = fleet_gateway(rls)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture(autouse=True)
+def healthy(rls):
+    rls.mode("ok")
+    yield
+    rls.mode("ok")
+
+
+def test_200s_carry_openai_headers_with_remaining_decreasing(fleet):
+    cases.check_200_headers(fleet, "sk-demo", requests_limit=600, tokens_limit=200000)
+
+
+def test_a_key_over_its_request_limit_gets_429_and_others_do_not(fleet):
+    cases.check_request_limit_429(fleet, "sk-demo-limited", limit=3, other_key="sk-demo")
+
+
+def test_sdk_retries_after_the_time_the_gateway_gives(fleet):
+    cases.check_sdk_waits_what_retry_after_says(fleet, "sk-test-slow", align_to_second=True)
+
+
+def test_tokens_per_minute(fleet):
+    cases.check_token_limit(fleet, "sk-test-tokens", tokens_limit=2000, refusals_still_count=True)
+
+
+def test_the_service_sees_key_model_and_token_cost(fleet, rls):
+    rls.clear_requests()
+    client = cases.sdk(fleet, "sk-demo")
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "abcdabcd"}], max_tokens=100)
+    sent = rls.requests()
+    entries = lambda r: [tuple(map(tuple, d["entries"])) for d in r["descriptors"]]
+    requests_stage = next(r for r in sent if entries(r)[0][0] == ("limit", "requests"))
+    tokens_stage = next(r for r in sent if entries(r)[0][0] == ("limit", "tokens"))
+    assert (("limit", "requests"), ("key_id", "demo")) in entries(requests_stage)
+    assert (("limit", "requests"), ("model", "llama-3.1-8b-instruct")) in entries(requests_stage)  # the alias resolved
+    assert entries(tokens_stage) == [(("limit", "tokens"), ("key_id", "demo"))]
+    # The tokens stage is charged the estimate: 3 + (4 + 2 text tokens) + 100
+    # completion tokens; the requests stage counts the request once.
+    assert tokens_stage["hits_addend"] == 109
+    assert requests_stage["hits_addend"] in (0, 1)
+    assert all(r["domain"] == "openai-gateway" for r in sent)
+
+
+def test_service_down_fails_open_by_default(fleet, rls):
+    rls.mode("unavailable")
+    resp = cases.chat(cases.sdk(fleet, "sk-demo"))
+    assert resp.parse().choices
+    assert "x-ratelimit-remaining-requests" not in resp.headers
+
+
+def test_service_down_with_failure_mode_deny_is_a_503_envelope(rls):
+    gw = fleet_gateway(rls, deny_on_failure=True)
+    try:
+        rls.mode("unavailable")
+        gw.clear_backends()
+        with pytest.raises(openai.InternalServerError) as err:
+            cases.chat(cases.sdk(gw, "sk-demo"))
+        assert err.value.status_code == 503
+        assert err.value.body["type"] == "server_error"
+        assert "rate-limit service is unavailable" in err.value.message
+        assert all(not b.requests() for b in gw.backends.values())
+        rls.mode("ok")
+        assert cases.chat(cases.sdk(gw, "sk-demo")).parse().choices
+    finally:
+        gw.stop()
