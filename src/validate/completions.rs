@@ -35,27 +35,38 @@ fn prompt(v: &Json, p: &Path, _: &Ctx, _: &mut Effects) -> Result {
                     "empty array. Expected a string, strings, or tokens.",
                 ));
             }
-            match items.first() {
-                Some(Json::String(_)) => {
-                    for (i, item) in items.iter().enumerate() {
-                        string(item, &p.index(i))?;
-                    }
-                    Ok(())
-                }
-                Some(Json::Array(_)) => {
-                    for (i, item) in items.iter().enumerate() {
-                        tokens(item, &p.index(i))?;
-                    }
-                    Ok(())
-                }
-                _ => tokens(v, p),
-            }
+            strings_or_tokens(v, items, p, |item, path| string(item, path).map(drop))
         }
         other => Err(type_error(
             p,
             "a string, an array of strings, or token arrays",
             other,
         )),
+    }
+}
+
+/// A non-empty array `items` (the value `v`) of strings (each checked by
+/// `string_item`), of token arrays, or itself one token array.
+pub fn strings_or_tokens(
+    v: &Json,
+    items: &[Json],
+    p: &Path,
+    string_item: impl Fn(&Json, &Path) -> Result,
+) -> Result {
+    match items.first() {
+        Some(Json::String(_)) => {
+            for (i, item) in items.iter().enumerate() {
+                string_item(item, &p.index(i))?;
+            }
+            Ok(())
+        }
+        Some(Json::Array(_)) => {
+            for (i, item) in items.iter().enumerate() {
+                tokens(item, &p.index(i))?;
+            }
+            Ok(())
+        }
+        _ => tokens(v, p),
     }
 }
 

@@ -1,7 +1,7 @@
 //! POST /v1/embeddings.
 
 use super::checks::{self, *};
-use super::completions::tokens;
+use super::completions::strings_or_tokens;
 use super::{Ctx, Effects, Field, Path};
 use crate::json::Json;
 
@@ -32,21 +32,9 @@ fn input(v: &Json, p: &Path, _: &Ctx, _: &mut Effects) -> Result {
                     ),
                 ));
             }
-            match items.first() {
-                Some(Json::String(_)) => {
-                    for (i, item) in items.iter().enumerate() {
-                        non_empty_string(item, &p.index(i))?;
-                    }
-                    Ok(())
-                }
-                Some(Json::Array(_)) => {
-                    for (i, item) in items.iter().enumerate() {
-                        tokens(item, &p.index(i))?;
-                    }
-                    Ok(())
-                }
-                _ => tokens(v, p),
-            }
+            strings_or_tokens(v, items, p, |item, path| {
+                non_empty_string(item, path).map(drop)
+            })
         }
         other => Err(type_error(
             p,
