@@ -4,8 +4,8 @@
 //! filter state, which Envoy's global `ratelimit` filter sends as the
 //! request's `hits_addend`. Set there, it charges only the tokens stage: the
 //! requests stage has already asked the rate-limit service. (Envoy 1.40's
-//! global filter does not send a per-descriptor `hits_addend`; `local_ratelimit`
-//! does, so one Envoy needs no charger.)
+//! global filter ignores `hits_addend` on route-level `rate_limits`;
+//! `local_ratelimit` honours it, so one Envoy needs no charger.)
 
 use serde::Deserialize;
 
