@@ -6,8 +6,11 @@ use crate::charger::{self, Charger, ChargerConfig};
 use crate::config::Gateway;
 use crate::error::ApiError;
 use crate::pipeline::{
-    AfterBody, AfterHeaders, AfterResponseHeaders, HeaderEdits, PendingBody, Reply, RequestLine,
+    AfterBody, AfterHeaders, AfterResponseHeaders, BodyMode, HeaderEdits, PendingBody, Reply,
+    RequestLine,
 };
+use crate::sse;
+use crate::usage::{self, Usage};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -81,7 +84,9 @@ impl RootContext for Root {
             line: RequestLine::default(),
             pending: None,
             replied: false,
-            response_headers: Vec::new(),
+            body_mode: BodyMode::Untouched,
+            events: sse::Reader::default(),
+            usage: None,
         }))
     }
 
@@ -126,13 +131,22 @@ struct Exchange {
     pending: Option<PendingBody>,
     /// The gateway has answered this request itself.
     replied: bool,
-    /// Added to the response (e.g. to say a request was adapted).
-    response_headers: Vec<(String, String)>,
+    body_mode: BodyMode,
+    events: sse::Reader,
+    /// What the response reported, for accounting.
+    usage: Option<Usage>,
 }
 
 impl Context for Exchange {}
 
 impl HttpContext for Exchange {
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.replied {
+            return Action::Continue;
+        }
+        self.adjust_response_body(body_size, end_of_stream)
+    }
+
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let Some(gateway) = self.gateway.clone() else {
             return self.fail("the gateway has no valid configuration");
@@ -210,8 +224,9 @@ impl HttpContext for Exchange {
                 );
                 self.send(&reply)
             }
-            AfterResponseHeaders::Edit(mut edits) => {
-                edits.set.append(&mut self.response_headers);
+            AfterResponseHeaders::Edit { mut edits, body } => {
+                edits.set.extend(self.line.plan.headers.iter().cloned());
+                self.body_mode = body;
                 if let Err(message) = apply(MapType::HttpResponseHeaders, &edits) {
                     warn!("[{}] {message}", self.id);
                 }
@@ -222,6 +237,68 @@ impl HttpContext for Exchange {
 }
 
 impl Exchange {
+    /// Adjusts a JSON response (whole) or a stream (event by event, holding
+    /// back only an unfinished event), recording the usage it reports.
+    fn adjust_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.body_mode {
+            BodyMode::Untouched => Action::Continue,
+            BodyMode::Json if !end_of_stream => Action::Pause,
+            BodyMode::Json => {
+                let body = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size) {
+                    Ok(body) => body.unwrap_or_default(),
+                    Err(status) => {
+                        warn!("[{}] cannot read the response body ({status:?})", self.id);
+                        return Action::Continue;
+                    }
+                };
+                let adjusted = usage::adjust(&body);
+                self.usage = adjusted.usage.or(self.usage);
+                if let Some(bytes) = adjusted.bytes {
+                    self.replace_response_body(body_size, &bytes);
+                }
+                Action::Continue
+            }
+            BodyMode::Events => {
+                let chunk = match hostcalls::get_buffer(BufferType::HttpResponseBody, 0, body_size)
+                {
+                    Ok(chunk) => chunk.unwrap_or_default(),
+                    Err(status) => {
+                        warn!("[{}] cannot read the stream ({status:?})", self.id);
+                        return Action::Continue;
+                    }
+                };
+                let (events, unparsed) = self.events.push(&chunk);
+                let mut out = Vec::with_capacity(chunk.len());
+                for event in &events {
+                    let (kept, usage) = usage::adjust_event(event, self.line.plan.hide_usage_chunk);
+                    if usage.is_some() {
+                        self.usage = usage;
+                    }
+                    if let Some(bytes) = kept {
+                        out.extend_from_slice(&bytes);
+                    }
+                }
+                out.extend_from_slice(&unparsed);
+                if end_of_stream {
+                    out.extend_from_slice(&self.events.finish());
+                }
+                if out != chunk {
+                    self.replace_response_body(body_size, &out);
+                }
+                Action::Continue
+            }
+        }
+    }
+
+    fn replace_response_body(&self, size: usize, bytes: &[u8]) {
+        if let Err(status) = hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, bytes) {
+            warn!(
+                "[{}] cannot replace the response body ({status:?})",
+                self.id
+            );
+        }
+    }
+
     fn decide_body(&mut self, body_size: usize) -> Action {
         let (Some(gateway), Some(pending)) = (self.gateway.clone(), self.pending.take()) else {
             return Action::Continue;
@@ -233,15 +310,11 @@ impl Exchange {
         match gateway.on_request_body(&pending, &body) {
             AfterBody::Reply(reply) => self.send(&reply),
             AfterBody::Forward {
-                backend,
                 edits,
                 new_body,
-                response_headers,
-                token_cost,
+                response,
             } => {
-                self.line.backend = Some(backend);
-                self.line.token_cost = token_cost;
-                self.response_headers = response_headers;
+                self.line.plan = response;
                 if let Err(message) = apply(MapType::HttpRequestHeaders, &edits) {
                     return self.fail(&message);
                 }

@@ -18,7 +18,9 @@ pub mod multipart;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod sha256;
+pub mod sse;
 pub mod tokens;
+pub mod usage;
 pub mod validate;
 
 pub use config::{Gateway, PluginConfig};

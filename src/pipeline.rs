@@ -71,12 +71,26 @@ pub enum AfterBody {
     /// of the client's when `Some`; then re-pick the route. Add
     /// `response_headers` to the response.
     Forward {
-        backend: String,
         edits: HeaderEdits,
         new_body: Option<Vec<u8>>,
-        response_headers: Vec<(String, String)>,
-        token_cost: u64,
+        response: ResponsePlan,
     },
+}
+
+/// What the response stage needs to know about a forwarded request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponsePlan {
+    /// The backend the gateway routed the request to.
+    pub backend: Option<String>,
+    /// What the gateway charged the tokens limiter.
+    pub token_cost: u64,
+    /// Added to the response (e.g. to say a request was adapted).
+    pub headers: Vec<(String, String)>,
+    /// Drop the stream's usage-only chunk: the gateway asked for it, the
+    /// client did not.
+    pub hide_usage_chunk: bool,
+    /// The response may carry usage and `system_fingerprint`: read and adjust it.
+    pub adjust_body: bool,
 }
 
 /// What to do with the response headers.
@@ -84,8 +98,19 @@ pub enum AfterBody {
 pub enum AfterResponseHeaders {
     /// Replace the response with this one.
     Reply(Reply),
-    /// Let it through with these edits.
-    Edit(HeaderEdits),
+    /// Let it through with these edits, handling the body as `body` says.
+    Edit { edits: HeaderEdits, body: BodyMode },
+}
+
+/// How the response body is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// Passed on as it comes.
+    Untouched,
+    /// One JSON object, read whole, adjusted (usage, `system_fingerprint`).
+    Json,
+    /// Server-sent events, adjusted event by event as they arrive.
+    Events,
 }
 
 /// What the response stage needs to know about the request.
@@ -94,10 +119,8 @@ pub struct RequestLine {
     pub method: String,
     /// Path without the query string.
     pub path: String,
-    /// The backend the gateway routed the request to, once it has.
-    pub backend: Option<String>,
-    /// What the gateway charged the tokens limiter.
-    pub token_cost: u64,
+    /// Set once the request is forwarded.
+    pub plan: ResponsePlan,
 }
 
 impl RequestLine {
@@ -117,8 +140,7 @@ impl RequestLine {
         RequestLine {
             method: text(":method"),
             path,
-            backend: None,
-            token_cost: 1,
+            plan: ResponsePlan::default(),
         }
     }
 }
@@ -303,7 +325,13 @@ impl Gateway {
                 let document = json::parse_document(body).map_err(json_error)?;
                 let requested = model_member(&document)?;
                 let model = resolve(requested)?;
-                let effects = validate::check(pending.endpoint, &document, model)?;
+                let mut effects = validate::check(pending.endpoint, &document, model)?;
+                // Streams always report usage to the gateway (billing); the
+                // usage chunk is hidden from clients that did not ask for it.
+                let hide_usage_chunk = streams_without_usage(pending.endpoint, &document);
+                if hide_usage_chunk {
+                    effects.rewrites.push(Rewrite::IncludeUsage);
+                }
                 let new_body = rewrite_json(body, requested, model, &effects.rewrites)?;
                 let headers = effects
                     .response_headers
@@ -315,7 +343,12 @@ impl Gateway {
                     &document,
                     self.token_limits.default_max_tokens,
                 );
-                Ok(self.forward(model, new_body, headers, cost))
+                let mut forward = self.forward(model, new_body, headers, cost);
+                if let AfterBody::Forward { response, .. } = &mut forward {
+                    response.hide_usage_chunk = hide_usage_chunk;
+                    response.adjust_body = has_usage(pending.endpoint);
+                }
+                Ok(forward)
             }
             BodyKind::Multipart => {
                 let parts =
@@ -363,11 +396,14 @@ impl Gateway {
                 .push(("authorization".to_string(), credential.clone()));
         }
         AfterBody::Forward {
-            backend: model.backend.clone(),
             edits,
             new_body,
-            response_headers,
-            token_cost,
+            response: ResponsePlan {
+                backend: Some(model.backend.clone()),
+                token_cost,
+                headers: response_headers,
+                ..ResponsePlan::default()
+            },
         }
     }
 
@@ -390,10 +426,23 @@ impl Gateway {
             .map(|(name, _)| name.clone())
             .collect();
         remove.extend(ratelimit::headers_to_remove(headers));
-        AfterResponseHeaders::Edit(HeaderEdits {
-            remove,
-            set: ratelimit::openai_headers(&ratelimit::read(headers)),
-        })
+        let content_type = first_header(headers, "content-type").unwrap_or_default();
+        let body = match (request.plan.adjust_body, status) {
+            (true, 200..=299) if content_type.starts_with(b"text/event-stream") => BodyMode::Events,
+            (true, 200..=299) if content_type.starts_with(b"application/json") => {
+                // The adjusted body may differ in length: let Envoy re-frame it.
+                remove.push("content-length".to_string());
+                BodyMode::Json
+            }
+            _ => BodyMode::Untouched,
+        };
+        AfterResponseHeaders::Edit {
+            edits: HeaderEdits {
+                remove,
+                set: ratelimit::openai_headers(&ratelimit::read(headers)),
+            },
+            body,
+        }
     }
 
     /// Envoy's own local replies (no route, payload too large, upstream
@@ -411,7 +460,9 @@ impl Gateway {
             return None;
         }
         let details = printable(code_details, 200);
-        if let (404, "route_not_found", Some(backend)) = (status, code_details, &request.backend) {
+        if let (404, "route_not_found", Some(backend)) =
+            (status, code_details, &request.plan.backend)
+        {
             // The catalog names a backend no Envoy route serves: an operator
             // error that retrying cannot fix.
             let mut error = ApiError::with_status(
@@ -425,9 +476,10 @@ impl Gateway {
             return Some(self.error_reply(&error));
         }
         if status == 429 {
-            return Some(
-                self.error_reply(&ratelimit::too_many_requests(headers, request.token_cost)),
-            );
+            return Some(self.error_reply(&ratelimit::too_many_requests(
+                headers,
+                request.plan.token_cost,
+            )));
         }
         let message = match status {
             _ if code_details.contains("rate_limiter_error") => {
@@ -514,6 +566,7 @@ fn rewrite_json(
                 let span = json::span_of_str(body, value.get()).ok_or_else(failed)?;
                 edits.push((span, json.as_bytes().to_vec()));
             }
+            Rewrite::IncludeUsage => edits.push(include_usage_edit(body).ok_or_else(failed)?),
             Rewrite::Insert { name, json } => {
                 let open = body.iter().position(|b| *b == b'{').ok_or_else(failed)? + 1;
                 edits.push((open..open, format!("\"{name}\":{json},").into_bytes()));
@@ -527,6 +580,54 @@ fn rewrite_json(
         out = json::splice(&out, range, &replacement).ok_or_else(failed)?;
     }
     Ok(Some(out))
+}
+
+/// A streamed chat or legacy completion whose client did not ask for usage.
+fn streams_without_usage(endpoint: Endpoint, document: &json::Members) -> bool {
+    let streamed = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions)
+        && matches!(json::member(document, "stream"), Some(Json::Bool(true)));
+    let asked = json::member(document, "stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .is_some_and(|v| matches!(v, Json::Bool(true)));
+    streamed && !asked
+}
+
+/// Endpoints whose responses report usage (and may carry `system_fingerprint`).
+fn has_usage(endpoint: Endpoint) -> bool {
+    matches!(
+        endpoint,
+        Endpoint::ChatCompletions
+            | Endpoint::Completions
+            | Endpoint::Embeddings
+            | Endpoint::Responses
+    )
+}
+
+/// The splice that makes `stream_options.include_usage` true.
+fn include_usage_edit(body: &[u8]) -> Option<(Range<usize>, Vec<u8>)> {
+    let object = JsonObject::parse(body).ok()?;
+    let Some(options) = object.get("stream_options").filter(|o| o.get() != "null") else {
+        let open = body.iter().position(|b| *b == b'{')? + 1;
+        return Some((
+            open..open,
+            br#""stream_options":{"include_usage":true},"#.to_vec(),
+        ));
+    };
+    let span = json::span_of_str(body, options.get())?;
+    let inner = JsonObject::parse(options.get().as_bytes()).ok()?;
+    match inner.get("include_usage") {
+        Some(value) => Some((json::span_of_str(body, value.get())?, b"true".to_vec())),
+        None => {
+            let open = span.start + 1;
+            let empty = inner.keys().next().is_none();
+            let text: &[u8] = if empty {
+                br#""include_usage":true"#
+            } else {
+                br#""include_usage":true,"#
+            };
+            Some((open..open, text.to_vec()))
+        }
+    }
 }
 
 fn wrong_category(model: &Model, endpoint: Endpoint) -> ApiError {

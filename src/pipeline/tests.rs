@@ -50,11 +50,9 @@ fn run(method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) -> (Header
     let after = match outcome.next {
         AfterHeaders::Reply(r) => AfterBody::Reply(r),
         AfterHeaders::Continue => AfterBody::Forward {
-            backend: String::new(),
             edits: HeaderEdits::default(),
             new_body: None,
-            response_headers: Vec::new(),
-            token_cost: 1,
+            response: ResponsePlan::default(),
         },
         AfterHeaders::ReadBody(p) => g.on_request_body(&p, body),
     };
@@ -451,8 +449,7 @@ fn local_replies_become_envelopes() {
     let line = RequestLine {
         method: "POST".into(),
         path: "/v1/chat/completions".into(),
-        backend: None,
-        token_cost: 1,
+        plan: ResponsePlan::default(),
     };
     let upstream_headers = vec![
         ("retry-after".to_string(), b"3".to_vec()),
@@ -512,10 +509,16 @@ fn responses_lose_cors_grants_and_draft_headers_and_gain_openai_names() {
         ("x-ratelimit-reset".to_string(), b"0".to_vec()),
     ];
     let line = RequestLine::default();
-    let AfterResponseHeaders::Edit(edits) = g.on_response_headers(200, "via_upstream", &line, &h)
+    let AfterResponseHeaders::Edit { edits, body } =
+        g.on_response_headers(200, "via_upstream", &line, &h)
     else {
         panic!("a backend response is not replaced")
     };
+    assert_eq!(
+        body,
+        BodyMode::Untouched,
+        "not a request whose body is adjusted"
+    );
     for name in [
         "access-control-allow-origin",
         "Access-Control-Allow-Credentials",
@@ -584,4 +587,105 @@ fn every_forwarded_request_carries_its_token_cost() {
         .remove
         .iter()
         .any(|n| n == "x-gateway-token-cost"));
+}
+
+#[test]
+fn adjusted_responses_choose_their_body_mode() {
+    let g = gateway();
+    let mut line = RequestLine::default();
+    line.plan.adjust_body = true;
+    let with_type = |ct: &str| {
+        vec![
+            ("content-type".to_string(), ct.as_bytes().to_vec()),
+            ("content-length".to_string(), b"10".to_vec()),
+        ]
+    };
+    let mode = |status, ct: &str| match g.on_response_headers(
+        status,
+        "via_upstream",
+        &line,
+        &with_type(ct),
+    ) {
+        AfterResponseHeaders::Edit { edits, body } => {
+            (body, edits.remove.contains(&"content-length".to_string()))
+        }
+        AfterResponseHeaders::Reply(_) => panic!("not replaced"),
+    };
+    assert_eq!(
+        mode(200, "text/event-stream; charset=utf-8"),
+        (BodyMode::Events, false)
+    );
+    assert_eq!(mode(200, "application/json"), (BodyMode::Json, true));
+    assert_eq!(mode(400, "application/json"), (BodyMode::Untouched, false));
+    assert_eq!(mode(200, "audio/mpeg"), (BodyMode::Untouched, false));
+}
+
+#[test]
+fn streams_always_ask_the_backend_for_usage() {
+    let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+    let cases = [
+        // (body, what the backend gets for stream_options, hide the usage chunk)
+        (
+            format!(r#"{{"model":"qwen2.5-coder-7b",{msgs},"stream":true}}"#),
+            Some(r#"{"include_usage":true}"#),
+            true,
+        ),
+        (
+            format!(
+                r#"{{"model":"qwen2.5-coder-7b",{msgs},"stream":true,"stream_options":{{"include_obfuscation":false}}}}"#
+            ),
+            Some(r#"{"include_usage":true,"include_obfuscation":false}"#),
+            true,
+        ),
+        (
+            format!(
+                r#"{{"model":"qwen2.5-coder-7b",{msgs},"stream":true,"stream_options":{{"include_usage":false}}}}"#
+            ),
+            Some(r#"{"include_usage":true}"#),
+            true,
+        ),
+        (
+            format!(r#"{{"model":"qwen2.5-coder-7b",{msgs},"stream":true,"stream_options":{{}}}}"#),
+            Some(r#"{"include_usage":true}"#),
+            true,
+        ),
+        (
+            format!(
+                r#"{{"model":"qwen2.5-coder-7b",{msgs},"stream":true,"stream_options":{{"include_usage":true}}}}"#
+            ),
+            Some(r#"{"include_usage":true}"#),
+            false,
+        ),
+        (
+            format!(r#"{{"model":"qwen2.5-coder-7b",{msgs}}}"#),
+            None,
+            false,
+        ),
+    ];
+    for (body, expected, hide) in cases {
+        let (_, after) = run(
+            "POST",
+            "/v1/chat/completions",
+            &[DEMO, JSON_CT],
+            body.as_bytes(),
+        );
+        let AfterBody::Forward {
+            new_body, response, ..
+        } = after
+        else {
+            panic!("{body}")
+        };
+        let sent = new_body.unwrap_or_else(|| body.clone().into_bytes());
+        let v: Value = serde_json::from_slice(&sent).unwrap();
+        match expected {
+            Some(options) => assert_eq!(
+                v["stream_options"],
+                serde_json::from_str::<Value>(options).unwrap(),
+                "{body}"
+            ),
+            None => assert!(v.get("stream_options").is_none()),
+        }
+        assert_eq!(response.hide_usage_chunk, hide, "{body}");
+        assert!(response.adjust_body);
+    }
 }

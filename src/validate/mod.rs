@@ -132,6 +132,8 @@ pub enum Rewrite {
         name: &'static str,
         json: &'static str,
     },
+    /// Make `stream_options.include_usage` true, keeping the other options.
+    IncludeUsage,
 }
 
 /// What validation asks the gateway to do besides forwarding.

@@ -1,0 +1,272 @@
+//! Response bodies as the client should see them, and the usage they report.
+//!
+//! For a JSON response body or one SSE event's data: `system_fingerprint` is
+//! removed, `usage.cache_read_input_tokens` and `usage.cache_creation_input_tokens`
+//! are added (0, or the backend's `prompt_tokens_details.cached_tokens`) where
+//! the backend left them out, and the usage is read for accounting. Edits are
+//! spliced into the original bytes; everything else passes byte for byte.
+
+use crate::json::{span_of_str, splice, JsonObject};
+use crate::sse::Event;
+use serde_json::Value;
+use std::ops::Range;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    pub cached_tokens: u64,
+}
+
+/// The outcome of adjusting one JSON object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adjusted {
+    /// The new bytes, or None when nothing changed.
+    pub bytes: Option<Vec<u8>>,
+    pub usage: Option<Usage>,
+    /// A stream's usage-only chunk (`"choices": []` with a `usage`).
+    pub usage_only: bool,
+}
+
+pub fn adjust(json: &[u8]) -> Adjusted {
+    let Ok(object) = JsonObject::parse(json) else {
+        return Adjusted::default();
+    };
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
+    if let Some(span) = object
+        .get("system_fingerprint")
+        .and_then(|raw| span_of_str(json, raw.get()))
+        .and_then(|value| member_span(json, value))
+    {
+        edits.push((span, Vec::new()));
+    }
+    let mut usage = None;
+    if let Some(raw) = object.get("usage") {
+        if let (Ok(Value::Object(fields)), Some(span)) = (
+            serde_json::from_str::<Value>(raw.get()),
+            span_of_str(json, raw.get()),
+        ) {
+            let number = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
+            let cached = number(
+                fields
+                    .get("prompt_tokens_details")
+                    .and_then(|d| d.get("cached_tokens")),
+            );
+            usage = Some(Usage {
+                prompt_tokens: number(fields.get("prompt_tokens")),
+                completion_tokens: number(fields.get("completion_tokens")),
+                total_tokens: number(fields.get("total_tokens")),
+                cached_tokens: cached,
+            });
+            let mut added = String::new();
+            for (name, value) in [
+                ("cache_read_input_tokens", cached),
+                ("cache_creation_input_tokens", 0),
+            ] {
+                if !fields.contains_key(name) {
+                    let comma = if fields.is_empty() && added.is_empty() {
+                        ""
+                    } else {
+                        ","
+                    };
+                    added.push_str(&format!("{comma}\"{name}\":{value}"));
+                }
+            }
+            if !added.is_empty() {
+                // Before the usage object's closing brace.
+                let close = span.end.saturating_sub(1);
+                edits.push((close..close, added.into_bytes()));
+            }
+        }
+    }
+    let usage_only = usage.is_some()
+        && object
+            .get("choices")
+            .is_some_and(|c| c.get().trim() == "[]");
+    if edits.is_empty() {
+        return Adjusted {
+            bytes: None,
+            usage,
+            usage_only,
+        };
+    }
+    edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
+    let mut out = json.to_vec();
+    for (range, replacement) in edits {
+        match splice(&out, range, &replacement) {
+            Some(next) => out = next,
+            None => {
+                return Adjusted {
+                    bytes: None,
+                    usage,
+                    usage_only,
+                }
+            }
+        }
+    }
+    Adjusted {
+        bytes: Some(out),
+        usage,
+        usage_only,
+    }
+}
+
+/// The span of a whole top-level member (`"name": value`) with one adjoining
+/// comma, given the span of its value.
+fn member_span(json: &[u8], value: Range<usize>) -> Option<Range<usize>> {
+    let before = json.get(..value.start)?;
+    let colon = before.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if before.get(colon) != Some(&b':') {
+        return None;
+    }
+    let key_end = before
+        .get(..colon)?
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())?;
+    if before.get(key_end) != Some(&b'"') {
+        return None;
+    }
+    let key_start = before.get(..key_end)?.iter().rposition(|b| *b == b'"')?;
+    let after = json.get(value.end..)?;
+    let next = after.iter().position(|b| !b.is_ascii_whitespace())?;
+    if after.get(next) == Some(&b',') {
+        return Some(key_start..value.end + next + 1);
+    }
+    // The last member: take the comma before it instead.
+    let head = json.get(..key_start)?;
+    let prev = head.iter().rposition(|b| !b.is_ascii_whitespace())?;
+    if head.get(prev) == Some(&b',') {
+        Some(prev..value.end)
+    } else {
+        Some(key_start..value.end)
+    }
+}
+
+/// One SSE event as the client should see it: None to drop it (the
+/// usage-only chunk the client did not ask for), with the usage it carried.
+pub fn adjust_event(event: &Event, drop_usage_only: bool) -> (Option<Vec<u8>>, Option<Usage>) {
+    let Some(span) = event.single_data_span() else {
+        // Multi-line data is rare in model streams: account for it, pass it on.
+        let usage = event.data().and_then(|d| adjust(&d).usage);
+        return (Some(event.raw.clone()), usage);
+    };
+    let Some(data) = event.raw.get(span.clone()) else {
+        return (Some(event.raw.clone()), None);
+    };
+    let adjusted = adjust(data);
+    if adjusted.usage_only && drop_usage_only {
+        return (None, adjusted.usage);
+    }
+    let raw = match adjusted.bytes {
+        Some(bytes) => splice(&event.raw, span, &bytes).unwrap_or_else(|| event.raw.clone()),
+        None => event.raw.clone(),
+    };
+    (Some(raw), adjusted.usage)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(a: &Adjusted) -> String {
+        String::from_utf8(a.bytes.clone().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn removes_system_fingerprint_wherever_it_is() {
+        let cases = [
+            (
+                r#"{"id":"x","system_fingerprint":"fp_1","choices":[]}"#,
+                r#"{"id":"x","choices":[]}"#,
+            ),
+            (r#"{"id":"x","system_fingerprint":"fp_1"}"#, r#"{"id":"x"}"#),
+            (r#"{"system_fingerprint":"fp_1","id":"x"}"#, r#"{"id":"x"}"#),
+            (r#"{"system_fingerprint":null}"#, r#"{}"#),
+            (
+                "{ \"id\" : 1 ,\n \"system_fingerprint\" : \"fp\" \n}",
+                "{ \"id\" : 1  \n}",
+            ),
+        ];
+        for (input, expected) in cases {
+            let a = adjust(input.as_bytes());
+            assert_eq!(text(&a), expected, "{input}");
+            assert!(serde_json::from_str::<Value>(&text(&a)).is_ok());
+        }
+    }
+
+    #[test]
+    fn adds_cache_fields_and_reads_usage() {
+        let a = adjust(
+            br#"{"id":"x","usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8}}"#,
+        );
+        assert_eq!(
+            text(&a),
+            r#"{"id":"x","usage":{"prompt_tokens":5,"completion_tokens":3,"total_tokens":8,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}}"#
+        );
+        assert_eq!(
+            a.usage,
+            Some(Usage {
+                prompt_tokens: 5,
+                completion_tokens: 3,
+                total_tokens: 8,
+                cached_tokens: 0
+            })
+        );
+        assert!(!a.usage_only);
+        let cached =
+            adjust(br#"{"usage":{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":4}}}"#);
+        assert!(text(&cached)
+            .contains(r#""cache_read_input_tokens":4,"cache_creation_input_tokens":0}"#));
+        assert_eq!(cached.usage.unwrap().cached_tokens, 4);
+        let empty = adjust(br#"{"usage":{}}"#);
+        assert_eq!(
+            text(&empty),
+            r#"{"usage":{"cache_read_input_tokens":0,"cache_creation_input_tokens":0}}"#
+        );
+        let present = adjust(br#"{"usage":{"prompt_tokens":1,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}}"#);
+        assert_eq!(present.bytes, None, "nothing to change");
+    }
+
+    #[test]
+    fn unrelated_bytes_are_kept_and_garbage_passes() {
+        let body = br#"{"id":"x",  "choices":[{"delta":{"content":"caf\u00e9"}}],"usage":null}"#;
+        assert_eq!(adjust(body), Adjusted::default());
+        assert_eq!(adjust(b"not json"), Adjusted::default());
+        assert_eq!(adjust(b"[DONE]"), Adjusted::default());
+    }
+
+    #[test]
+    fn usage_only_chunks_are_recognised_and_dropped_on_request() {
+        let event = Event {
+            raw: br#"data: {"id":"c","object":"chat.completion.chunk","system_fingerprint":"fp","choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#
+                .iter()
+                .chain(b"\n\n")
+                .copied()
+                .collect(),
+        };
+        let (kept, usage) = adjust_event(&event, false);
+        let kept = String::from_utf8(kept.unwrap()).unwrap();
+        assert!(
+            kept.starts_with("data: {") && kept.ends_with("}}\n\n"),
+            "{kept}"
+        );
+        assert!(!kept.contains("system_fingerprint"));
+        assert!(kept.contains(r#""total_tokens":11,"cache_read_input_tokens":0"#));
+        assert_eq!(usage.unwrap().total_tokens, 11);
+        let (dropped, usage) = adjust_event(&event, true);
+        assert_eq!(dropped, None);
+        assert_eq!(usage.unwrap().prompt_tokens, 9);
+        let content = Event {
+            raw: b"data: {\"choices\":[{\"delta\":{}}],\"usage\":null}\n\n".to_vec(),
+        };
+        assert_eq!(
+            adjust_event(&content, true),
+            (Some(content.raw.clone()), None)
+        );
+        let done = Event {
+            raw: b"data: [DONE]\n\n".to_vec(),
+        };
+        assert_eq!(adjust_event(&done, true).0, Some(done.raw.clone()));
+    }
+}
