@@ -5,6 +5,7 @@
 use crate::charger::{self, Charger, ChargerConfig};
 use crate::config::Gateway;
 use crate::error::ApiError;
+use crate::metrics;
 use crate::pipeline::{
     AfterBody, AfterHeaders, AfterResponseHeaders, BodyMode, HeaderEdits, PendingBody, Reply,
     RequestLine,
@@ -14,7 +15,9 @@ use crate::usage::{self, Usage};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 
 /// The plugin's root context: holds the configuration compiled in
@@ -24,6 +27,38 @@ use std::rc::Rc;
 pub struct Root {
     gateway: Option<Rc<Gateway>>,
     charger: Option<Rc<Charger>>,
+    metrics: Rc<Metrics>,
+}
+
+/// Metric ids by stat name, defined on first use.
+#[derive(Default)]
+struct Metrics {
+    ids: RefCell<HashMap<String, u32>>,
+}
+
+impl Metrics {
+    fn add(&self, name: &str, amount: u64) {
+        let Ok(mut ids) = self.ids.try_borrow_mut() else {
+            return;
+        };
+        let id = match ids.get(name) {
+            Some(id) => *id,
+            None => match hostcalls::define_metric(MetricType::Counter, name) {
+                Ok(id) => {
+                    ids.insert(name.to_string(), id);
+                    id
+                }
+                Err(status) => {
+                    warn!("openai-gateway: cannot define metric {name} ({status:?})");
+                    return;
+                }
+            },
+        };
+        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+        if let Err(status) = hostcalls::increment_metric(id, amount) {
+            warn!("openai-gateway: cannot count {name} ({status:?})");
+        }
+    }
 }
 
 impl Context for Root {}
@@ -80,6 +115,10 @@ impl RootContext for Root {
         // configuration answers every request with an error instead.
         Some(Box::new(Exchange {
             id: context_id,
+            metrics: self.metrics.clone(),
+            key_id: None,
+            status: 0,
+            error_code: None,
             gateway: self.gateway.clone(),
             line: RequestLine::default(),
             pending: None,
@@ -87,6 +126,7 @@ impl RootContext for Root {
             body_mode: BodyMode::Untouched,
             events: sse::Reader::default(),
             usage: None,
+            stream_done: false,
         }))
     }
 
@@ -125,6 +165,11 @@ impl HttpContext for ChargeTokens {
 /// One request/response exchange.
 struct Exchange {
     id: u32,
+    metrics: Rc<Metrics>,
+    key_id: Option<String>,
+    /// The status the client received, and the error code of the gateway's own errors.
+    status: u16,
+    error_code: Option<&'static str>,
     gateway: Option<Rc<Gateway>>,
     line: RequestLine,
     /// Set while the headers are held for the body.
@@ -135,11 +180,29 @@ struct Exchange {
     events: sse::Reader,
     /// What the response reported, for accounting.
     usage: Option<Usage>,
+    /// The stream's `[DONE]` has passed.
+    stream_done: bool,
 }
 
 impl Context for Exchange {}
 
 impl HttpContext for Exchange {
+    fn on_log(&mut self) {
+        if self.gateway.is_none() {
+            return;
+        }
+        let outcome = metrics::Outcome {
+            key_id: self.key_id.as_deref(),
+            model: self.line.plan.model.as_deref(),
+            status: self.status,
+            error_code: self.error_code,
+            usage: self.usage,
+        };
+        for (name, amount) in metrics::increments(&outcome) {
+            self.metrics.add(&name, amount);
+        }
+    }
+
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if self.replied {
             return Action::Continue;
@@ -157,6 +220,7 @@ impl HttpContext for Exchange {
         };
         self.line = RequestLine::from_headers(&headers);
         let outcome = gateway.on_request_headers(&headers, end_of_stream);
+        self.key_id = outcome.key_id.clone();
         if let Err(message) = apply(MapType::HttpRequestHeaders, &outcome.edits) {
             return self.fail(&message);
         }
@@ -216,6 +280,7 @@ impl HttpContext for Exchange {
             Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
             _ => String::new(),
         };
+        self.status = status;
         match gateway.on_response_headers(status, &details, &self.line, &headers) {
             AfterResponseHeaders::Reply(reply) => {
                 debug!(
@@ -252,7 +317,9 @@ impl Exchange {
                     }
                 };
                 let adjusted = usage::adjust(&body);
-                self.usage = adjusted.usage.or(self.usage);
+                if let Some(usage) = adjusted.usage {
+                    self.record_usage(usage);
+                }
                 if let Some(bytes) = adjusted.bytes {
                     self.replace_response_body(body_size, &bytes);
                 }
@@ -270,9 +337,12 @@ impl Exchange {
                 let (events, unparsed) = self.events.push(&chunk);
                 let mut out = Vec::with_capacity(chunk.len());
                 for event in &events {
+                    if event.data().is_some_and(|d| d == b"[DONE]") {
+                        self.stream_done = true;
+                    }
                     let (kept, usage) = usage::adjust_event(event, self.line.plan.hide_usage_chunk);
-                    if usage.is_some() {
-                        self.usage = usage;
+                    if let Some(usage) = usage {
+                        self.record_usage(usage);
                     }
                     if let Some(bytes) = kept {
                         out.extend_from_slice(&bytes);
@@ -281,11 +351,34 @@ impl Exchange {
                 out.extend_from_slice(&unparsed);
                 if end_of_stream {
                     out.extend_from_slice(&self.events.finish());
+                    if !self.stream_done {
+                        // The backend ended the stream early: say so in the
+                        // stream, as OpenAI does, instead of a silent cut.
+                        warn!("[{}] the backend ended a stream without [DONE]", self.id);
+                        out.extend_from_slice(&usage::stream_error_event());
+                    }
                 }
                 if out != chunk {
                     self.replace_response_body(body_size, &out);
                 }
                 Action::Continue
+            }
+        }
+    }
+
+    /// Keeps the usage for the metrics and publishes it to Envoy's access
+    /// log as filter state (`%FILTER_STATE(wasm.openai_gateway_prompt_tokens:PLAIN)%`).
+    fn record_usage(&mut self, usage: Usage) {
+        self.usage = Some(usage);
+        for (name, value) in [
+            ("openai_gateway_prompt_tokens", usage.prompt_tokens),
+            ("openai_gateway_completion_tokens", usage.completion_tokens),
+            ("openai_gateway_cached_tokens", usage.cached_tokens),
+        ] {
+            if let Err(status) =
+                hostcalls::set_property(vec![name], Some(value.to_string().as_bytes()))
+            {
+                warn!("[{}] cannot publish {name} ({status:?})", self.id);
             }
         }
     }
@@ -344,6 +437,8 @@ impl Exchange {
 
     fn send(&mut self, reply: &Reply) -> Action {
         self.replied = true;
+        self.status = reply.status;
+        self.error_code = reply.error_code;
         let headers: Vec<(&str, &str)> = reply
             .headers
             .iter()
@@ -374,6 +469,7 @@ impl Exchange {
                 status: 500,
                 headers: vec![("content-type".into(), "application/json".into())],
                 body: error.body(None),
+                error_code: None,
             },
         };
         self.send(&reply)

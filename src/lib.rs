@@ -14,6 +14,7 @@ pub mod endpoints;
 pub mod error;
 pub mod host;
 pub mod json;
+pub mod metrics;
 pub mod multipart;
 pub mod pipeline;
 pub mod ratelimit;

@@ -27,6 +27,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// OpenAI's `error.code` of an error reply, for the metrics.
+    pub error_code: Option<&'static str>,
 }
 
 /// Header changes to apply to the request before it goes on.
@@ -52,6 +54,8 @@ pub struct HeadersOutcome {
     /// Applied whatever comes next.
     pub edits: HeaderEdits,
     pub next: AfterHeaders,
+    /// The id of the authenticated key, if any.
+    pub key_id: Option<String>,
 }
 
 /// What the body stage needs to know from the header stage.
@@ -82,6 +86,8 @@ pub enum AfterBody {
 pub struct ResponsePlan {
     /// The backend the gateway routed the request to.
     pub backend: Option<String>,
+    /// The canonical id of the model.
+    pub model: Option<String>,
     /// What the gateway charged the tokens limiter.
     pub token_cost: u64,
     /// Added to the response (e.g. to say a request was adapted).
@@ -174,6 +180,7 @@ impl Gateway {
             status: error.status,
             headers,
             body: error.body(self.doc_url.as_deref()),
+            error_code: error.code.map(crate::error::ErrorCode::as_str),
         }
     }
 
@@ -182,6 +189,7 @@ impl Gateway {
             status: 200,
             headers: vec![("content-type".to_string(), "application/json".to_string())],
             body,
+            error_code: None,
         }
     }
 
@@ -196,7 +204,16 @@ impl Gateway {
             Ok(next) => next,
             Err(error) => AfterHeaders::Reply(self.error_reply(&error)),
         };
-        HeadersOutcome { edits, next }
+        let key_id = edits
+            .set
+            .iter()
+            .find(|(name, _)| *name == self.headers.key_id)
+            .map(|(_, id)| id.clone());
+        HeadersOutcome {
+            edits,
+            next,
+            key_id,
+        }
     }
 
     fn route_headers(
@@ -400,6 +417,7 @@ impl Gateway {
             new_body,
             response: ResponsePlan {
                 backend: Some(model.backend.clone()),
+                model: Some(model.id.clone()),
                 token_cost,
                 headers: response_headers,
                 ..ResponsePlan::default()

@@ -165,6 +165,19 @@ pub fn adjust_event(event: &Event, drop_usage_only: bool) -> (Option<Vec<u8>>, O
     (Some(raw), adjusted.usage)
 }
 
+/// The event that ends a stream the backend cut short: OpenAI's error
+/// envelope as an SSE event, which the SDKs raise as `APIError`.
+pub fn stream_error_event() -> Vec<u8> {
+    let error = crate::error::ApiError::with_status(
+        502,
+        "The model backend ended the stream before it was complete. Retry the request.",
+    );
+    let mut event = b"data: ".to_vec();
+    event.extend_from_slice(&error.body(None));
+    event.extend_from_slice(b"\n\n");
+    event
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -226,6 +239,23 @@ mod tests {
         );
         let present = adjust(br#"{"usage":{"prompt_tokens":1,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}}"#);
         assert_eq!(present.bytes, None, "nothing to change");
+    }
+
+    #[test]
+    fn the_stream_error_event_is_an_envelope() {
+        let event = stream_error_event();
+        let text = String::from_utf8(event).unwrap();
+        let data = text
+            .strip_prefix("data: ")
+            .unwrap()
+            .strip_suffix("\n\n")
+            .unwrap();
+        let v: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["error"]["type"], "server_error");
+        assert!(v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ended the stream"));
     }
 
     #[test]

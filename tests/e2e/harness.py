@@ -136,6 +136,10 @@ class Gateway:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def access_log(self) -> str:
+        path = self.log_path.parent / "access.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
     def stop(self) -> None:
         stop(self.proc)
         for b in self.backends.values():
@@ -228,6 +232,15 @@ def localize(bootstrap: dict, listen_port: int, admin_port: int, backend_ports: 
     return b
 
 
+def log_access_to(bootstrap: dict, path: Path) -> None:
+    """The bootstrap's stdout access log, written to `path` instead (same format)."""
+    for log in _hcm(bootstrap).get("access_log", []):
+        config = log["typed_config"]
+        log["name"] = "envoy.access_loggers.file"
+        log["typed_config"] = {"@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
+                               "path": str(path), "log_format": config["log_format"]}
+
+
 # Test-only additions to the demo configuration.
 TEST_KEYS = {
     # Restricted to the embeddings model.
@@ -236,6 +249,8 @@ TEST_KEYS = {
     "sk-test-slow": {"id": "test-slow"},
     # 2000 tokens per minute (token limits).
     "sk-test-tokens": {"id": "test-tokens"},
+    # Used only by the usage-accounting test, so its counters start at zero.
+    "sk-test-metrics": {"id": "test-metrics"},
 }
 # Extra local buckets for the test keys: (limiter stat_prefix, key id, bucket).
 TEST_BUCKETS = [
@@ -294,11 +309,14 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
         source = test_overlay(bootstrap if bootstrap is not None else demo_bootstrap(), ports[DEAD_BACKEND])
         config = localize(source, listen_port, admin_port, ports)
         tmp = tempfile.TemporaryDirectory(prefix="gateway-e2e-")
+        log_access_to(config, Path(tmp.name) / "access.log")
         config_path = Path(tmp.name) / "envoy.yaml"
         config_path.write_text(yaml.safe_dump(config))
         log_path = Path(tmp.name) / "envoy.log"
         proc = subprocess.Popen(
             [envoy_binary(), "-c", str(config_path), "--concurrency", "2", "--disable-hot-restart",
+             # Access logs reach their file within 100 ms (the default is 10 s).
+             "--file-flush-interval-msec", "100",
              "--log-level", os.environ.get("ENVOY_LOG_LEVEL", "info"), "--log-path", str(log_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -279,16 +279,26 @@ fn sse_event(v: &Value) -> Bytes {
     Bytes::from(out)
 }
 
-/// Spawn a task that sends `events` (then `data: [DONE]`) with `delay`
-/// between them, and return the streaming response reading from it.
-fn sse_response(events: Vec<Bytes>, delay: Duration) -> Response<MockBody> {
+/// How a stream is paced: `x-mock-stream-delay-ms` between events, and
+/// `x-mock-stream-cut-after: N` to end the response cleanly after N events,
+/// without `[DONE]` (a backend that gives up mid-stream).
+#[derive(Clone, Copy, Default)]
+struct Pace {
+    delay: Duration,
+    cut_after: Option<usize>,
+}
+
+/// Spawn a task that sends `events` (then `data: [DONE]`) paced by `pace`,
+/// and return the streaming response reading from it.
+fn sse_response(events: Vec<Bytes>, pace: Pace) -> Response<MockBody> {
     let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let delay = pace.delay;
     tokio::spawn(async move {
         let mut first = true;
-        for ev in events
+        let all = events
             .into_iter()
-            .chain(std::iter::once(Bytes::from_static(b"data: [DONE]\n\n")))
-        {
+            .chain(std::iter::once(Bytes::from_static(b"data: [DONE]\n\n")));
+        for ev in all.take(pace.cut_after.unwrap_or(usize::MAX)) {
             if !first && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -305,14 +315,17 @@ fn sse_response(events: Vec<Bytes>, delay: Duration) -> Response<MockBody> {
     resp
 }
 
-fn stream_delay(req: &Request<Incoming>) -> Duration {
-    let ms = req
-        .headers()
-        .get("x-mock-stream-delay-ms")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    Duration::from_millis(ms)
+fn stream_pace(req: &Request<Incoming>) -> Pace {
+    let number = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    };
+    Pace {
+        delay: Duration::from_millis(number("x-mock-stream-delay-ms").unwrap_or(0)),
+        cut_after: number("x-mock-stream-cut-after").and_then(|n| usize::try_from(n).ok()),
+    }
 }
 
 fn mock_status(req: &Request<Incoming>) -> Option<StatusCode> {
@@ -403,7 +416,7 @@ fn chat_completions(
     state: &State,
     req: &Value,
     body_len: usize,
-    delay: Duration,
+    delay: Pace,
 ) -> Response<MockBody> {
     let model = model_of(req);
     let id = format!("chatcmpl-{}-{}", state.name, state.next_id());
@@ -536,7 +549,7 @@ fn usage_chunk(id: &str, object: &str, created: u64, model: &str, usage: &Value)
     }))
 }
 
-fn completions(state: &State, req: &Value, body_len: usize, delay: Duration) -> Response<MockBody> {
+fn completions(state: &State, req: &Value, body_len: usize, delay: Pace) -> Response<MockBody> {
     let model = model_of(req);
     let id = format!("cmpl-{}-{}", state.name, state.next_id());
     let created = now_secs();
@@ -774,7 +787,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<MockBody>
 
     let endpoint = Endpoint::route(&method, &path);
     let status_override = mock_status(&req);
-    let delay = stream_delay(&req);
+    let delay = stream_pace(&req);
     let full_path = req
         .uri()
         .path_and_query()

@@ -1,0 +1,119 @@
+//! What each finished exchange adds to the gateway's counters. Envoy exports
+//! proxy-wasm metrics at `/stats/prometheus`; the labels (`key_id`, `model`,
+//! `status_class`, `error_code`) are encoded in the stat name as
+//! `.label.value` pairs and turned back into Prometheus labels by the
+//! `stats_tags` of the bootstrap (see envoy/demo.yaml).
+
+use crate::usage::Usage;
+
+pub const PREFIX: &str = "openai_gateway";
+
+/// Label values: `A-Z a-z 0-9 _ -`, others (dots included) become `_`, so a
+/// value can never be mistaken for a name separator; empty becomes `none`.
+pub fn label(value: &str) -> String {
+    if value.is_empty() {
+        return "none".to_string();
+    }
+    value
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// One finished exchange.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Outcome<'a> {
+    pub key_id: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub status: u16,
+    /// OpenAI's `error.code` when the gateway answered with an error.
+    pub error_code: Option<&'a str>,
+    pub usage: Option<Usage>,
+}
+
+/// The counters to increment: (stat name, amount).
+pub fn increments(outcome: &Outcome) -> Vec<(String, u64)> {
+    let key = label(outcome.key_id.unwrap_or_default());
+    let model = label(outcome.model.unwrap_or_default());
+    let class = match outcome.status {
+        100..=599 => format!("{}xx", outcome.status / 100),
+        _ => "none".to_string(),
+    };
+    let code = label(outcome.error_code.unwrap_or_default());
+    let mut out = vec![(
+        format!("{PREFIX}_requests_total.key_id.{key}.model.{model}.status_class.{class}.error_code.{code}"),
+        1,
+    )];
+    if let Some(usage) = outcome.usage {
+        for (counter, amount) in [
+            ("prompt_tokens_total", usage.prompt_tokens),
+            ("completion_tokens_total", usage.completion_tokens),
+            ("cached_tokens_total", usage.cached_tokens),
+        ] {
+            out.push((
+                format!("{PREFIX}_{counter}.key_id.{key}.model.{model}"),
+                amount,
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_safe() {
+        assert_eq!(label("llama-3.1-8b"), "llama-3_1-8b");
+        assert_eq!(label("meta-llama/Llama 3"), "meta-llama_Llama_3");
+        assert_eq!(label(""), "none");
+        assert_eq!(label(&"x".repeat(300)).len(), 128);
+    }
+
+    #[test]
+    fn a_successful_call_counts_the_request_and_its_tokens() {
+        let usage = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 4,
+            total_tokens: 14,
+            cached_tokens: 2,
+        };
+        let got = increments(&Outcome {
+            key_id: Some("demo"),
+            model: Some("flux.1-schnell"),
+            status: 200,
+            error_code: None,
+            usage: Some(usage),
+        });
+        assert_eq!(
+            got,
+            vec![
+                ("openai_gateway_requests_total.key_id.demo.model.flux_1-schnell.status_class.2xx.error_code.none".to_string(), 1),
+                ("openai_gateway_prompt_tokens_total.key_id.demo.model.flux_1-schnell".to_string(), 10),
+                ("openai_gateway_completion_tokens_total.key_id.demo.model.flux_1-schnell".to_string(), 4),
+                ("openai_gateway_cached_tokens_total.key_id.demo.model.flux_1-schnell".to_string(), 2),
+            ]
+        );
+    }
+
+    #[test]
+    fn refusals_count_with_their_code() {
+        let got = increments(&Outcome {
+            status: 401,
+            error_code: Some("invalid_api_key"),
+            ..Outcome::default()
+        });
+        assert_eq!(
+            got,
+            vec![("openai_gateway_requests_total.key_id.none.model.none.status_class.4xx.error_code.invalid_api_key".to_string(), 1)]
+        );
+    }
+}

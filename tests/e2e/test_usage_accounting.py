@@ -1,0 +1,115 @@
+"""Usage accounting: the gateway's Prometheus counters and access log agree
+with what the backends reported, streamed or not; a stream a backend cuts
+short surfaces as an APIError; every response carries x-request-id."""
+
+import base64
+import re
+import time
+import urllib.request
+
+import httpx
+import openai
+import pytest
+from openai import OpenAI
+
+from test_gateway import HI
+
+
+def prometheus(gateway) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/stats/prometheus", timeout=5) as r:
+        return r.read().decode()
+
+
+def counter(text: str, name: str, **labels) -> int:
+    total = 0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+        if all(found.get(k) == v for k, v in labels.items()):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+def mock_usage(body: bytes, words: int = 3) -> tuple[int, int]:
+    """The mock's usage rule: prompt = received body bytes / 4, completion = words."""
+    return max(1, len(body) // 4), words
+
+
+def test_counters_equal_the_usage_the_backends_reported(gateway, backends):
+    client = OpenAI(base_url=gateway.base_url, api_key="sk-test-metrics", max_retries=0)
+    expected_prompt = expected_completion = 0
+    for _ in range(3):
+        resp = client.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI)
+        expected_prompt += resp.usage.prompt_tokens
+        expected_completion += resp.usage.completion_tokens
+    # A stream whose client did not ask for usage is counted all the same.
+    backends["backend-a"].clear()
+    assert list(client.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI, stream=True))
+    received = base64.b64decode(backends["backend-a"].requests()[-1]["body_base64"])
+    prompt, completion = mock_usage(received)
+    expected_prompt += prompt
+    expected_completion += completion
+    # A refusal is counted with its code, and no tokens.
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI, n=2)
+
+    time.sleep(0.2)  # on_log runs after the response has been sent
+    text = prometheus(gateway)
+    labels = {"key_id": "test-metrics", "model": "llama-3_1-8b-instruct"}
+    assert counter(text, "openai_gateway_prompt_tokens_total", **labels) == expected_prompt
+    assert counter(text, "openai_gateway_completion_tokens_total", **labels) == expected_completion
+    assert counter(text, "openai_gateway_cached_tokens_total", **labels) == 0
+    assert counter(text, "openai_gateway_requests_total", status_class="2xx", error_code="none", **labels) == 4
+    assert counter(text, "openai_gateway_requests_total", key_id="test-metrics", status_class="4xx") == 1
+    assert "# TYPE openai_gateway_requests_total counter" in text
+
+
+def test_refused_keys_are_counted_by_error_code(gateway):
+    before = counter(prometheus(gateway), "openai_gateway_requests_total", error_code="invalid_api_key")
+    bad = OpenAI(base_url=gateway.base_url, api_key="sk-wrong-key-for-metrics", max_retries=0)
+    with pytest.raises(openai.AuthenticationError):
+        bad.models.list()
+    time.sleep(0.2)
+    after = counter(prometheus(gateway), "openai_gateway_requests_total", error_code="invalid_api_key",
+                    key_id="none", status_class="4xx")
+    assert after == before + 1
+
+
+def test_access_log_prints_key_model_backend_status_and_tokens(gateway):
+    client = OpenAI(base_url=gateway.base_url, api_key="sk-demo", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI)
+    usage = raw.parse().usage
+    request_id = raw.headers["x-request-id"]
+    deadline = time.monotonic() + 5
+    line = ""
+    while time.monotonic() < deadline and not line:
+        line = next((l for l in gateway.access_log().splitlines() if request_id in l), "")
+        time.sleep(0.1)
+    assert line, gateway.access_log()[-2000:]
+    assert '"POST /v1/chat/completions" 200' in line
+    assert "key=demo model=llama-3.1-8b-instruct backend=backend-a" in line
+    assert f"prompt_tokens={usage.prompt_tokens} completion_tokens={usage.completion_tokens} cached_tokens=0" in line
+
+
+def test_a_stream_cut_short_by_the_backend_raises_an_api_error(client):
+    stream = client.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI, stream=True,
+                                            extra_headers={"x-mock-stream-cut-after": "2"})
+    received = []
+    with pytest.raises(openai.APIError) as err:
+        for chunk in stream:
+            received.append(chunk)
+    assert len(received) == 2
+    assert "ended the stream before it was complete" in str(err.value)
+
+
+@pytest.mark.parametrize("path, headers, status", [
+    ("/v1/models", {"Authorization": "Bearer sk-demo"}, 200),
+    ("/v1/models", {}, 401),
+    ("/v1/nowhere", {"Authorization": "Bearer sk-demo"}, 404),
+    ("/v1/responses/resp_1", {"Authorization": "Bearer sk-demo"}, 404),  # Envoy's own no-route reply
+])
+def test_every_response_carries_x_request_id(gateway, path, headers, status):
+    r = httpx.get(gateway.origin + path, headers=headers)
+    assert r.status_code == status
+    assert re.fullmatch(r"[0-9a-f-]{36}", r.headers["x-request-id"])
