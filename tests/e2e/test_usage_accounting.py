@@ -113,3 +113,17 @@ def test_every_response_carries_x_request_id(gateway, path, headers, status):
     r = httpx.get(gateway.origin + path, headers=headers)
     assert r.status_code == status
     assert re.fullmatch(r"[0-9a-f-]{36}", r.headers["x-request-id"])
+
+
+def test_a_backend_reset_mid_stream_is_never_a_silent_truncation(client):
+    # A reset (not a clean early end) makes Envoy abort the client's
+    # connection; no filter can add an event after that. The client must
+    # still learn the stream failed: the iteration raises, it does not end.
+    stream = client.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI, stream=True,
+                                            extra_headers={"x-mock-stream-reset-after": "2",
+                                                           "x-mock-stream-delay-ms": "50"})
+    received = []
+    with pytest.raises((openai.APIError, httpx.TransportError)):
+        for chunk in stream:
+            received.append(chunk)
+    assert 1 <= len(received) < 5

@@ -56,15 +56,25 @@ impl MockBody {
 
 impl Body for MockBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         match self.get_mut() {
             MockBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            MockBody::Channel(rx) => rx.poll_recv(cx).map(|o| o.map(|b| Ok(Frame::data(b)))),
+            // An empty chunk on the channel means "reset": the body fails and
+            // hyper aborts the connection mid-response.
+            MockBody::Channel(rx) => rx.poll_recv(cx).map(|o| {
+                o.map(|b| {
+                    if b.is_empty() {
+                        Err(std::io::Error::other("mock stream reset"))
+                    } else {
+                        Ok(Frame::data(b))
+                    }
+                })
+            }),
         }
     }
 
@@ -286,6 +296,8 @@ fn sse_event(v: &Value) -> Bytes {
 struct Pace {
     delay: Duration,
     cut_after: Option<usize>,
+    /// `x-mock-stream-reset-after: N`: abort the connection after N events.
+    reset_after: Option<usize>,
 }
 
 /// Spawn a task that sends `events` (then `data: [DONE]`) paced by `pace`,
@@ -298,7 +310,16 @@ fn sse_response(events: Vec<Bytes>, pace: Pace) -> Response<MockBody> {
         let all = events
             .into_iter()
             .chain(std::iter::once(Bytes::from_static(b"data: [DONE]\n\n")));
-        for ev in all.take(pace.cut_after.unwrap_or(usize::MAX)) {
+        let reset = pace.reset_after.map(|n| {
+            (n, Bytes::new()) // the reset sentinel
+        });
+        for (index, ev) in all.take(pace.cut_after.unwrap_or(usize::MAX)).enumerate() {
+            if let Some((n, sentinel)) = &reset {
+                if index == *n {
+                    let _ = tx.send(sentinel.clone()).await;
+                    return;
+                }
+            }
             if !first && !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
@@ -325,6 +346,7 @@ fn stream_pace(req: &Request<Incoming>) -> Pace {
     Pace {
         delay: Duration::from_millis(number("x-mock-stream-delay-ms").unwrap_or(0)),
         cut_after: number("x-mock-stream-cut-after").and_then(|n| usize::try_from(n).ok()),
+        reset_after: number("x-mock-stream-reset-after").and_then(|n| usize::try_from(n).ok()),
     }
 }
 
