@@ -45,6 +45,11 @@ SHAPES = {
     "POST /v1/embeddings": [
         "openai.types.embedding_create_params.EmbeddingCreateParams",
     ],
+    "POST /v1/responses": [
+        "openai.types.responses.response_create_params.ResponseCreateParamsBase",
+        "openai.types.responses.response_create_params.ResponseCreateParamsNonStreaming",
+        "openai.types.responses.response_create_params.ResponseCreateParamsStreaming",
+    ],
 }
 
 

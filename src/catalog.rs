@@ -58,7 +58,8 @@ impl Category {
             Endpoint::ListModels
             | Endpoint::RetrieveModel
             | Endpoint::ResponseById
-            | Endpoint::DeferredCompletion => &[],
+            | Endpoint::DeferredCompletion
+            | Endpoint::VideoById => &[],
         }
     }
 

@@ -4,6 +4,7 @@
 
 use crate::auth::{ApiKey, KeyStore};
 use crate::catalog::{Capability, Catalog, Category, Model};
+use crate::ids::IdCodec;
 use crate::sha256::parse_hex;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -28,6 +29,11 @@ pub struct PluginConfig {
     /// How requests are charged against token-per-minute limits.
     #[serde(default)]
     pub token_limits: TokenLimits,
+    /// Secret (at least 32 bytes) that authenticates the ids the gateway
+    /// issues for stored responses, deferred completions and video jobs;
+    /// every replica must share it. Without it, calls by id answer 404.
+    #[serde(default)]
+    pub id_secret: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -135,6 +141,7 @@ pub struct Gateway {
     pub headers: HeaderNames,
     pub doc_url: Option<String>,
     pub token_limits: TokenLimits,
+    pub ids: Option<IdCodec>,
 }
 
 /// A configuration the gateway refuses to run with.
@@ -260,6 +267,14 @@ impl TryFrom<PluginConfig> for Gateway {
             }
         }
 
+        if let Some(secret) = &config.id_secret {
+            if secret.len() < 32 {
+                return fail(
+                    "id_secret: must be at least 32 bytes (for example `openssl rand -hex 32`)"
+                        .into(),
+                );
+            }
+        }
         if let Some(url) = &config.doc_url {
             if url.is_empty() || url.chars().any(char::is_control) {
                 return fail("doc_url: must be a non-empty URL".into());
@@ -273,6 +288,10 @@ impl TryFrom<PluginConfig> for Gateway {
             headers: config.headers,
             doc_url: config.doc_url,
             token_limits: config.token_limits,
+            ids: config
+                .id_secret
+                .as_deref()
+                .map(|s| IdCodec::new(s.as_bytes())),
         })
     }
 }
@@ -369,6 +388,7 @@ pub(crate) mod tests {
                 {"id": "whisper-large-v3", "category": "audio", "backend": "backend-b"}
             ],
             "backends": [{"name": "backend-b", "authorization": "Bearer backend-b-token"}],
+            "id_secret": "test-secret-test-secret-test-secret-0123",
             "doc_url": "https://example.com/gateway-errors"
         })
     }
@@ -460,6 +480,7 @@ pub(crate) mod tests {
                 "unknown field `color`",
             ),
             (|c| c["doc_url"] = json!(""), "doc_url"),
+            (|c| c["id_secret"] = json!("short"), "id_secret"),
         ];
         for (edit, needle) in cases {
             let mut config = sample();

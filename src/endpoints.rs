@@ -17,6 +17,7 @@ pub enum Endpoint {
     Responses,
     ResponseById,
     DeferredCompletion,
+    VideoById,
 }
 
 /// How the request body carries the model.
@@ -31,7 +32,7 @@ pub enum BodyKind {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::ChatCompletions,
         Endpoint::Completions,
         Endpoint::ListModels,
@@ -44,6 +45,7 @@ impl Endpoint {
         Endpoint::Responses,
         Endpoint::ResponseById,
         Endpoint::DeferredCompletion,
+        Endpoint::VideoById,
     ];
 
     pub fn body_kind(self, method: &str) -> BodyKind {
@@ -52,7 +54,8 @@ impl Endpoint {
             Endpoint::ListModels
             | Endpoint::RetrieveModel
             | Endpoint::ResponseById
-            | Endpoint::DeferredCompletion => BodyKind::None,
+            | Endpoint::DeferredCompletion
+            | Endpoint::VideoById => BodyKind::None,
             _ if method == "POST" => BodyKind::Json,
             _ => BodyKind::None,
         }
@@ -93,6 +96,12 @@ pub const MATRIX: &[Row] = &[
     Row { pattern: "/v1/responses", methods: &["POST"], support: Support::Supported(Endpoint::Responses), note: "create a stored response" },
     Row { pattern: "/v1/responses/{id}", methods: &["GET", "DELETE"], support: Support::Supported(Endpoint::ResponseById), note: "retrieve / delete a stored response" },
     Row { pattern: "/v1/chat/deferred-completion/{id}", methods: &["GET"], support: Support::Supported(Endpoint::DeferredCompletion), note: "200 with the completion when done, 202 while pending" },
+    Row {
+        pattern: "/v1/videos/{id}",
+        methods: &["GET"],
+        support: Support::Supported(Endpoint::VideoById),
+        note: "the state of a video job, by the id its creation returned",
+    },
     Row { pattern: "/v1/audio/translations", methods: ANY, support: Support::Unsupported("Audio translations are not supported by this gateway. Transcribe with POST /v1/audio/transcriptions, then translate the text with POST /v1/chat/completions."), note: "" },
     Row { pattern: "/v1/fine_tuning/*", methods: ANY, support: Support::Unsupported("Fine-tuning is not offered by this API; it is a separate fine-tuning product. Ask your platform team for access."), note: "" },
     Row { pattern: "/v1/fine-tuning/*", methods: ANY, support: Support::Unsupported("Fine-tuning is not offered by this API; it is a separate fine-tuning product. Ask your platform team for access."), note: "" },

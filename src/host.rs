@@ -5,6 +5,7 @@
 use crate::charger::{self, Charger, ChargerConfig};
 use crate::config::Gateway;
 use crate::error::ApiError;
+use crate::ids;
 use crate::metrics;
 use crate::pipeline::{
     AfterBody, AfterHeaders, AfterResponseHeaders, BodyMode, HeaderEdits, PendingBody, Reply,
@@ -226,7 +227,13 @@ impl HttpContext for Exchange {
         }
         match outcome.next {
             AfterHeaders::Reply(reply) => self.send(&reply),
-            AfterHeaders::Continue => Action::Continue,
+            AfterHeaders::Route(plan) => {
+                self.line.plan = plan;
+                if let Err(status) = hostcalls::call_foreign_function("clear_route_cache", None) {
+                    return self.fail(&format!("cannot clear the route cache ({status:?})"));
+                }
+                Action::Continue
+            }
             AfterHeaders::ReadBody(pending) => {
                 self.pending = Some(pending);
                 Action::Pause
@@ -320,7 +327,16 @@ impl Exchange {
                 if let Some(usage) = adjusted.usage {
                     self.record_usage(usage);
                 }
-                if let Some(bytes) = adjusted.bytes {
+                let mut changed = adjusted.bytes;
+                if let (Some(gateway), Some(ids)) =
+                    (self.gateway.clone(), self.line.plan.ids.as_mut())
+                {
+                    let current = changed.as_deref().unwrap_or(&body);
+                    if let Some(bytes) = gateway.rewrite_ids(ids, current) {
+                        changed = Some(bytes);
+                    }
+                }
+                if let Some(bytes) = changed {
                     self.replace_response_body(body_size, &bytes);
                 }
                 Action::Continue
@@ -345,13 +361,13 @@ impl Exchange {
                         self.record_usage(usage);
                     }
                     if let Some(bytes) = kept {
-                        out.extend_from_slice(&bytes);
+                        out.extend_from_slice(&self.rewrite_event_ids(event, bytes));
                     }
                 }
                 out.extend_from_slice(&unparsed);
                 if end_of_stream {
                     out.extend_from_slice(&self.events.finish());
-                    if !self.stream_done {
+                    if self.line.plan.ends_with_done && !self.stream_done {
                         // The backend ended the stream early: say so in the
                         // stream, as OpenAI does, instead of a silent cut.
                         warn!("[{}] the backend ended a stream without [DONE]", self.id);
@@ -364,6 +380,26 @@ impl Exchange {
                 Action::Continue
             }
         }
+    }
+
+    /// A stream event with the gateway's ids: the first event naming the
+    /// object issues its id; every event then carries it.
+    fn rewrite_event_ids(&mut self, event: &sse::Event, bytes: Vec<u8>) -> Vec<u8> {
+        let (Some(gateway), Some(ids)) = (self.gateway.clone(), self.line.plan.ids.as_mut()) else {
+            return bytes;
+        };
+        if ids.issue.is_some() {
+            if let Some(data) = event.data() {
+                let _ = gateway.rewrite_ids(ids, &data);
+            }
+        }
+        let mut out = bytes;
+        for (original, issued) in &ids.known {
+            if let Some(next) = ids::replace_quoted(&out, original, issued) {
+                out = next;
+            }
+        }
+        out
     }
 
     /// Keeps the usage for the metrics and publishes it to Envoy's access

@@ -13,6 +13,7 @@ pub mod config;
 pub mod endpoints;
 pub mod error;
 pub mod host;
+pub mod ids;
 pub mod json;
 pub mod metrics;
 pub mod multipart;

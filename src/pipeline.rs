@@ -7,6 +7,7 @@ use crate::catalog::{self, Category, Model};
 use crate::config::Gateway;
 use crate::endpoints::{self, BodyKind, Endpoint, Lookup};
 use crate::error::{printable, ApiError};
+use crate::ids;
 use crate::json::{self, Json, JsonError, JsonObject};
 use crate::multipart::{self, MultipartError};
 use crate::ratelimit;
@@ -43,8 +44,9 @@ pub struct HeaderEdits {
 pub enum AfterHeaders {
     /// Answer locally; nothing reaches a backend.
     Reply(Reply),
-    /// Let the request go on as it is (after the edits).
-    Continue,
+    /// Let the request go on (after the edits) to the backend the edits
+    /// name: re-pick the route.
+    Route(ResponsePlan),
     /// Hold the headers until the whole body has arrived, then decide.
     ReadBody(PendingBody),
 }
@@ -97,6 +99,29 @@ pub struct ResponsePlan {
     pub hide_usage_chunk: bool,
     /// The response may carry usage and `system_fingerprint`: read and adjust it.
     pub adjust_body: bool,
+    /// Ids in the response to give the client in the gateway's form.
+    pub ids: Option<IdRewrite>,
+    /// A stream of this endpoint ends with `data: [DONE]` (chat and legacy
+    /// completions; the Responses API ends with `response.completed`).
+    pub ends_with_done: bool,
+}
+
+/// How ids in a response are rewritten (see [`crate::ids`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdRewrite {
+    /// Issue a routed id for the one the response carries here.
+    pub issue: Option<IssueId>,
+    /// (backend's id, gateway's id) pairs: the first is replaced by the second.
+    pub known: Vec<(String, String)>,
+}
+
+/// Where the id to issue is and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueId {
+    /// The member holding the id, at the top level or under `response` (stream events).
+    pub field: &'static str,
+    pub key_id: String,
+    pub backend: String,
 }
 
 /// What to do with the response headers.
@@ -292,7 +317,7 @@ impl Gateway {
 
         let kind = endpoint.body_kind(method);
         if kind == BodyKind::None {
-            return Ok(AfterHeaders::Continue);
+            return self.route_by_id(endpoint, headers, &line, &key.id, edits);
         }
         let pending = PendingBody {
             endpoint,
@@ -312,6 +337,86 @@ impl Gateway {
             };
         }
         Ok(AfterHeaders::ReadBody(pending))
+    }
+
+    /// Calls by id: the id says which backend holds the object, if this
+    /// gateway issued it to this key.
+    fn route_by_id(
+        &self,
+        endpoint: Endpoint,
+        headers: &Headers,
+        line: &RequestLine,
+        key_id: &str,
+        edits: &mut HeaderEdits,
+    ) -> Result<AfterHeaders, ApiError> {
+        let (dir, id) = line.path.rsplit_once('/').unwrap_or_default();
+        let what = match endpoint {
+            Endpoint::ResponseById => "response",
+            Endpoint::DeferredCompletion => "deferred completion",
+            _ => "video job",
+        };
+        let Some((backend, original)) = self.ids.as_ref().and_then(|codec| codec.open(key_id, id))
+        else {
+            return Err(ApiError::not_found(format!(
+                "No {what} found with id '{}'. Ids are valid with the API key that created them.",
+                printable(id, 200)
+            )));
+        };
+        let query = first_header(headers, ":path")
+            .and_then(|p| p.iter().position(|b| *b == b'?').and_then(|at| p.get(at..)))
+            .map(|q| String::from_utf8_lossy(q).into_owned())
+            .unwrap_or_default();
+        edits.set.push((
+            ":path".to_string(),
+            format!("{dir}/{}{query}", ids::path_segment(&original)),
+        ));
+        edits
+            .set
+            .push((self.headers.backend.clone(), backend.clone()));
+        if let Some(credential) = self.backend_credentials.get(&backend) {
+            edits
+                .set
+                .push(("authorization".to_string(), credential.clone()));
+        }
+        Ok(AfterHeaders::Route(ResponsePlan {
+            backend: Some(backend),
+            token_cost: 1,
+            adjust_body: true,
+            ids: Some(IdRewrite {
+                issue: None,
+                known: vec![(original, id.to_string())],
+            }),
+            ..ResponsePlan::default()
+        }))
+    }
+
+    /// Ids in a response body (a JSON object or one stream event's data),
+    /// as the client should see them. Updates `plan` once an id is issued.
+    pub fn rewrite_ids(&self, ids: &mut IdRewrite, json: &[u8]) -> Option<Vec<u8>> {
+        if let (Some(issue), Some(codec)) = (&ids.issue, &self.ids) {
+            let original = json::parse_document(json).ok().and_then(|document| {
+                json::member(&document, issue.field)
+                    .or_else(|| {
+                        json::member(&document, "response").and_then(|r| r.get(issue.field))
+                    })
+                    .and_then(Json::as_str)
+                    .map(str::to_string)
+            });
+            if let Some(original) = original {
+                let issued = codec.issue(&issue.key_id, &issue.backend, &original);
+                ids.known.push((original, issued));
+                ids.issue = None;
+            }
+        }
+        let mut out: Option<Vec<u8>> = None;
+        for (original, issued) in &ids.known {
+            if let Some(next) =
+                ids::replace_quoted(out.as_deref().unwrap_or(json), original, issued)
+            {
+                out = Some(next);
+            }
+        }
+        out
     }
 
     /// Decides on the complete request body.
@@ -343,6 +448,10 @@ impl Gateway {
                 let requested = model_member(&document)?;
                 let model = resolve(requested)?;
                 let mut effects = validate::check(pending.endpoint, &document, model)?;
+                let previous = self.previous_response(&document, &key.id, model)?;
+                if let Some((rewrite, _)) = &previous {
+                    effects.rewrites.push(rewrite.clone());
+                }
                 // Streams always report usage to the gateway (billing); the
                 // usage chunk is hidden from clients that did not ask for it.
                 let hide_usage_chunk = streams_without_usage(pending.endpoint, &document);
@@ -363,7 +472,21 @@ impl Gateway {
                 let mut forward = self.forward(model, new_body, headers, cost);
                 if let AfterBody::Forward { response, .. } = &mut forward {
                     response.hide_usage_chunk = hide_usage_chunk;
-                    response.adjust_body = has_usage(pending.endpoint);
+                    let issue = issued_id_field(pending.endpoint, &document).map(|field| IssueId {
+                        field,
+                        key_id: key.id.clone(),
+                        backend: model.backend.clone(),
+                    });
+                    let known: Vec<(String, String)> =
+                        previous.map(|(_, pair)| pair).into_iter().collect();
+                    if issue.is_some() || !known.is_empty() {
+                        response.ids = Some(IdRewrite { issue, known });
+                    }
+                    response.ends_with_done = matches!(
+                        pending.endpoint,
+                        Endpoint::ChatCompletions | Endpoint::Completions
+                    );
+                    response.adjust_body = has_usage(pending.endpoint) || response.ids.is_some();
                 }
                 Ok(forward)
             }
@@ -423,6 +546,41 @@ impl Gateway {
                 ..ResponsePlan::default()
             },
         }
+    }
+
+    /// `previous_response_id` names a stored response by the gateway's id:
+    /// check it belongs to this key and to the model's backend, and give the
+    /// backend its own id.
+    /// Also returns the (backend's id, gateway's id) pair, for the response.
+    fn previous_response(
+        &self,
+        document: &json::Members,
+        key_id: &str,
+        model: &Model,
+    ) -> Result<Option<(Rewrite, (String, String))>, ApiError> {
+        let Some(Json::String(id)) = json::member(document, "previous_response_id") else {
+            return Ok(None);
+        };
+        let Some((backend, original)) = self.ids.as_ref().and_then(|codec| codec.open(key_id, id))
+        else {
+            return Err(ApiError::not_found(format!(
+                "No response found with id '{}'. Ids are valid with the API key that created them.",
+                printable(id, 200)
+            ))
+            .with_param("previous_response_id"));
+        };
+        if backend != model.backend {
+            return Err(ApiError::bad_request(format!(
+                "Invalid 'previous_response_id': that response was made by another model's backend; continue it with the model that created it (not `{}`).",
+                model.id
+            ))
+            .with_param("previous_response_id"));
+        }
+        let rewrite = Rewrite::ReplaceString {
+            name: "previous_response_id",
+            value: original.clone(),
+        };
+        Ok(Some((rewrite, (original, id.to_string()))))
     }
 
     /// Decides on the response headers: Envoy's own error replies become
@@ -576,6 +734,14 @@ fn rewrite_json(
     let mut raw: Option<JsonObject> = None;
     for rewrite in rewrites {
         match rewrite {
+            Rewrite::ReplaceString { name, value } => {
+                if raw.is_none() {
+                    raw = Some(JsonObject::parse(body).map_err(|_| failed())?);
+                }
+                let current = raw.as_ref().and_then(|o| o.get(name)).ok_or_else(failed)?;
+                let span = json::span_of_str(body, current.get()).ok_or_else(failed)?;
+                edits.push((span, serde_json::to_vec(value).map_err(|_| failed())?));
+            }
             Rewrite::Replace { name, json } => {
                 if raw.is_none() {
                     raw = Some(JsonObject::parse(body).map_err(|_| failed())?);
@@ -598,6 +764,19 @@ fn rewrite_json(
         out = json::splice(&out, range, &replacement).ok_or_else(failed)?;
     }
     Ok(Some(out))
+}
+
+/// The response field holding an id a later call will use, if any.
+fn issued_id_field(endpoint: Endpoint, document: &json::Members) -> Option<&'static str> {
+    match endpoint {
+        Endpoint::Responses | Endpoint::VideoGenerations => Some("id"),
+        Endpoint::ChatCompletions
+            if matches!(json::member(document, "deferred"), Some(Json::Bool(true))) =>
+        {
+            Some("request_id")
+        }
+        _ => None,
+    }
 }
 
 /// A streamed chat or legacy completion whose client did not ask for usage.

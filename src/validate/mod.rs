@@ -9,6 +9,7 @@ mod completions;
 mod embeddings;
 mod media;
 mod path;
+mod responses;
 
 pub use path::Path;
 
@@ -134,6 +135,8 @@ pub enum Rewrite {
     },
     /// Make `stream_options.include_usage` true, keeping the other options.
     IncludeUsage,
+    /// Replace the value of top-level member `name` with the string `value`.
+    ReplaceString { name: &'static str, value: String },
 }
 
 /// What validation asks the gateway to do besides forwarding.
@@ -154,6 +157,7 @@ pub fn table(endpoint: Endpoint) -> &'static [Field] {
         Endpoint::Speech => media::SPEECH_FIELDS,
         Endpoint::VideoGenerations => media::VIDEO_FIELDS,
         Endpoint::Transcriptions => media::TRANSCRIPTION_FIELDS,
+        Endpoint::Responses => responses::FIELDS,
         _ => &[],
     }
 }

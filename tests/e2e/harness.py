@@ -120,6 +120,7 @@ class Gateway:
     log_path: Path
     config_path: Path
     tmp: tempfile.TemporaryDirectory = field(repr=False)
+    owns_backends: bool = True
 
     @property
     def base_url(self) -> str:
@@ -142,8 +143,9 @@ class Gateway:
 
     def stop(self) -> None:
         stop(self.proc)
-        for b in self.backends.values():
-            stop(b.proc)
+        if self.owns_backends:
+            for b in self.backends.values():
+                stop(b.proc)
         self.tmp.cleanup()
 
 
@@ -297,10 +299,13 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
 
 
 def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "backend-b"),
-                  extra_ports: dict[str, int] | None = None) -> Gateway:
+                  extra_ports: dict[str, int] | None = None, shared_backends: dict | None = None) -> Gateway:
     """Envoy with `bootstrap` (default: the demo's) plus the test overlay.
-    `extra_ports` maps further cluster names (e.g. `ratelimit`) to ports."""
-    backends = {name: start_backend(name) for name in backend_names}
+    `extra_ports` maps further cluster names (e.g. `ratelimit`) to ports;
+    `shared_backends` puts this Envoy in front of another gateway's backends
+    (a second replica; stopping it leaves them running)."""
+    owned = shared_backends is None
+    backends = {name: start_backend(name) for name in backend_names} if owned else dict(shared_backends)
     try:
         ports = {name: b.port for name, b in backends.items()}
         ports[DEAD_BACKEND] = free_port()  # nothing listens there
@@ -321,7 +326,7 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        gateway = Gateway(listen_port, admin_port, backends, proc, log_path, config_path, tmp)
+        gateway = Gateway(listen_port, admin_port, backends, proc, log_path, config_path, tmp, owns_backends=owned)
 
         def ready() -> bool:
             if proc.poll() is not None:
@@ -332,6 +337,7 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
         wait_until(ready, 20, "Envoy /ready")
         return gateway
     except BaseException:
-        for b in backends.values():
-            stop(b.proc)
+        if owned:
+            for b in backends.values():
+                stop(b.proc)
         raise

@@ -273,11 +273,12 @@ def test_unsupported_endpoints_say_what_to_do(client, backends, call, needle):
 
 # --- Envoy's own local replies, as envelopes -------------------------------------
 
-def test_no_route_is_a_404_envelope(client):
+def test_an_id_the_gateway_did_not_issue_is_a_404_envelope(client, backends):
     with pytest.raises(openai.NotFoundError) as err:
         client.responses.retrieve("resp_unknown")
-    assert "No backend route" in err.value.message
+    assert "No response found with id 'resp_unknown'" in err.value.message
     assert err.value.response.headers["content-type"] == "application/json"
+    assert nothing_reached(backends)
 
 
 def test_catalog_backend_without_route_is_a_500_not_retried(client):

@@ -107,7 +107,7 @@ def test_a_stream_cut_short_by_the_backend_raises_an_api_error(client):
     ("/v1/models", {"Authorization": "Bearer sk-demo"}, 200),
     ("/v1/models", {}, 401),
     ("/v1/nowhere", {"Authorization": "Bearer sk-demo"}, 404),
-    ("/v1/responses/resp_1", {"Authorization": "Bearer sk-demo"}, 404),  # Envoy's own no-route reply
+    ("/v1/responses/resp_1", {"Authorization": "Bearer sk-demo"}, 404),  # an id the gateway never issued
 ])
 def test_every_response_carries_x_request_id(gateway, path, headers, status):
     r = httpx.get(gateway.origin + path, headers=headers)

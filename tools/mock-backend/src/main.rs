@@ -4,15 +4,22 @@
 //! Every request (except `/__mock/*`) is recorded so tests can assert exactly
 //! what the backend received; see `GET /__mock/requests`.
 //!
+//! Some objects are stateful, kept in memory per process (each kind capped at
+//! `STORE_CAPACITY`, oldest dropped first): stored Responses API responses
+//! (`GET`/`DELETE /v1/responses/{id}`), deferred chat completions
+//! (`"deferred": true`, then `GET /v1/chat/deferred-completion/{id}`: 202
+//! once, then 200) and video jobs (`GET /v1/videos/{id}`: `in_progress` once,
+//! then `completed`).
+//!
 //! Usage: `mock-backend --name NAME --listen 127.0.0.1:PORT [--threads N]`
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -30,6 +37,9 @@ use tokio::sync::mpsc;
 
 /// How many recorded requests are kept.
 const RECORD_CAPACITY: usize = 256;
+/// How many objects of each stateful kind (stored responses, deferred
+/// completions, video jobs) are kept; the oldest is dropped beyond that.
+const STORE_CAPACITY: usize = 10_000;
 /// Largest request body accepted (anything bigger gets a 413).
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// A valid 1x1 RGBA PNG, already base64-encoded.
@@ -106,11 +116,85 @@ struct Recorded {
     body: Bytes,
 }
 
+/// Objects by id, in insertion order, at most `capacity` of them (inserting
+/// beyond that drops the oldest).
+struct Store<V> {
+    capacity: usize,
+    seq: u64,
+    map: HashMap<String, (u64, V)>,
+    order: BTreeMap<u64, String>,
+}
+
+impl<V> Store<V> {
+    fn new(capacity: usize) -> Self {
+        Store {
+            capacity: capacity.max(1),
+            seq: 0,
+            map: HashMap::new(),
+            order: BTreeMap::new(),
+        }
+    }
+
+    fn insert(&mut self, id: String, v: V) {
+        self.remove(&id);
+        while self.map.len() >= self.capacity {
+            match self.order.pop_first() {
+                Some((_, oldest)) => {
+                    self.map.remove(&oldest);
+                }
+                None => break,
+            }
+        }
+        self.seq += 1;
+        self.order.insert(self.seq, id.clone());
+        self.map.insert(id, (self.seq, v));
+    }
+
+    fn get(&self, id: &str) -> Option<&V> {
+        self.map.get(id).map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, id: &str) -> Option<&mut V> {
+        self.map.get_mut(id).map(|(_, v)| v)
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.map.contains_key(id)
+    }
+
+    fn remove(&mut self, id: &str) -> Option<V> {
+        let (seq, v) = self.map.remove(id)?;
+        self.order.remove(&seq);
+        Some(v)
+    }
+}
+
+/// A deferred chat completion: the completion to hand out, and whether it
+/// has been polled once already (the first poll answers 202).
+struct Deferred {
+    polled: bool,
+    completion: Value,
+}
+
+/// A video job as created (status `queued`) and how often it was fetched.
+struct VideoJob {
+    polls: u64,
+    job: Value,
+}
+
 struct State {
     name: String,
     name_header: HeaderValue,
     ids: AtomicU64,
     recorded: Mutex<VecDeque<Recorded>>,
+    responses: Mutex<Store<Value>>,
+    deferred: Mutex<Store<Deferred>>,
+    videos: Mutex<Store<VideoJob>>,
+}
+
+/// Lock a mutex, carrying on if a panicking thread poisoned it.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl State {
@@ -192,6 +276,45 @@ fn error_type_for(status: StatusCode) -> &'static str {
 
 fn error_envelope(message: &str, typ: &str) -> Value {
     json!({"error": {"message": message, "type": typ, "param": null, "code": null}})
+}
+
+fn not_found(message: &str, param: Option<&str>) -> Response<MockBody> {
+    let mut env = error_envelope(message, "invalid_request_error");
+    if let Some(param) = param {
+        env["error"]["param"] = json!(param);
+    }
+    json_response(StatusCode::NOT_FOUND, &env)
+}
+
+/// The id in `path` after `prefix`: one non-empty path segment,
+/// percent-decoded.
+fn path_id(path: &str, prefix: &str) -> Option<String> {
+    let raw = path.strip_prefix(prefix)?;
+    if raw.is_empty() || raw.contains('/') {
+        return None;
+    }
+    Some(percent_decode(raw))
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex);
+            let lo = bytes.get(i + 2).copied().and_then(hex);
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                out.push((hi * 16 + lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn json_response(status: StatusCode, v: &Value) -> Response<MockBody> {
@@ -289,6 +412,19 @@ fn sse_event(v: &Value) -> Bytes {
     Bytes::from(out)
 }
 
+/// A named event, as the Responses API sends them: `event: NAME` then the
+/// `data:` line.
+fn sse_named_event(name: &str, v: &Value) -> Bytes {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\ndata: ");
+    // Serializing a Value into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, v);
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
 /// How a stream is paced: `x-mock-stream-delay-ms` between events, and
 /// `x-mock-stream-cut-after: N` to end the response cleanly after N events,
 /// without `[DONE]` (a backend that gives up mid-stream).
@@ -303,13 +439,17 @@ struct Pace {
 /// Spawn a task that sends `events` (then `data: [DONE]`) paced by `pace`,
 /// and return the streaming response reading from it.
 fn sse_response(events: Vec<Bytes>, pace: Pace) -> Response<MockBody> {
+    sse_stream(events, Some(Bytes::from_static(b"data: [DONE]\n\n")), pace)
+}
+
+/// Like `sse_response`, with `trailer` (if any) sent after `events` instead
+/// of `data: [DONE]`. The trailer counts as an event for the pace hooks.
+fn sse_stream(events: Vec<Bytes>, trailer: Option<Bytes>, pace: Pace) -> Response<MockBody> {
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let delay = pace.delay;
     tokio::spawn(async move {
         let mut first = true;
-        let all = events
-            .into_iter()
-            .chain(std::iter::once(Bytes::from_static(b"data: [DONE]\n\n")));
+        let all = events.into_iter().chain(trailer);
         let reset = pace.reset_after.map(|n| {
             (n, Bytes::new()) // the reset sentinel
         });
@@ -458,7 +598,10 @@ fn chat_completions(
         String::new()
     };
 
-    if !wants_stream(req) {
+    // `"deferred": true` (xAI): answer with a request id now and hand out the
+    // (non-streamed) completion from GET /v1/chat/deferred-completion/{id}.
+    let deferred = req.get("deferred").and_then(Value::as_bool) == Some(true);
+    if deferred || !wants_stream(req) {
         let (message, finish) = match &tool {
             Some(name) => (
                 json!({
@@ -478,23 +621,32 @@ fn chat_completions(
                 "stop",
             ),
         };
-        return json_response(
-            StatusCode::OK,
-            &json!({
-                "id": id,
-                "object": "chat.completion",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "fp_mock",
-                "choices": [{
-                    "index": 0,
-                    "message": message,
-                    "logprobs": null,
-                    "finish_reason": finish,
-                }],
-                "usage": usage,
-            }),
-        );
+        let completion = json!({
+            "id": id,
+            "object": "chat.completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_mock",
+            "choices": [{
+                "index": 0,
+                "message": message,
+                "logprobs": null,
+                "finish_reason": finish,
+            }],
+            "usage": usage,
+        });
+        if deferred {
+            let request_id = format!("defer_{}_{}", state.name, state.next_id());
+            lock(&state.deferred).insert(
+                request_id.clone(),
+                Deferred {
+                    polled: false,
+                    completion,
+                },
+            );
+            return json_response(StatusCode::OK, &json!({"request_id": request_id}));
+        }
+        return json_response(StatusCode::OK, &completion);
     }
 
     let include_usage = wants_usage(req);
@@ -697,40 +849,174 @@ fn transcriptions(state: &State, body: &[u8]) -> Response<MockBody> {
 }
 
 fn videos(state: &State, req: &Value) -> Response<MockBody> {
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "id": format!("video_{}_{}", state.name, state.next_id()),
-            "object": "video.generation",
-            "status": "queued",
-            "model": model_of(req),
-            "created": now_secs(),
-        }),
-    )
+    let id = format!("video_{}_{}", state.name, state.next_id());
+    let job = json!({
+        "id": id,
+        "object": "video.generation",
+        "status": "queued",
+        "model": model_of(req),
+        "created": now_secs(),
+    });
+    let resp = json_response(StatusCode::OK, &job);
+    lock(&state.videos).insert(id, VideoJob { polls: 0, job });
+    resp
 }
 
-fn responses(state: &State, req: &Value, body_len: usize) -> Response<MockBody> {
+/// `GET /v1/videos/{id}`: `in_progress` the first time, `completed` (with a
+/// `url`) after that.
+fn video_job(state: &State, id: &str) -> Response<MockBody> {
+    let job = {
+        let mut videos = lock(&state.videos);
+        let Some(entry) = videos.get_mut(id) else {
+            drop(videos);
+            return not_found(&format!("No video found with id '{id}'."), None);
+        };
+        entry.polls = entry.polls.saturating_add(1);
+        let mut job = entry.job.clone();
+        if entry.polls == 1 {
+            job["status"] = json!("in_progress");
+        } else {
+            job["status"] = json!("completed");
+            job["url"] = json!(format!("https://example.invalid/videos/{id}.mp4"));
+        }
+        job
+    };
+    json_response(StatusCode::OK, &job)
+}
+
+/// `GET /v1/chat/deferred-completion/{id}`: 202 with no body the first time,
+/// then 200 with the completion.
+fn deferred_completion(state: &State, id: &str) -> Response<MockBody> {
+    let completion = {
+        let mut deferred = lock(&state.deferred);
+        let Some(entry) = deferred.get_mut(id) else {
+            drop(deferred);
+            return not_found(
+                &format!("No deferred completion found with request_id '{id}'."),
+                None,
+            );
+        };
+        if !entry.polled {
+            entry.polled = true;
+            None
+        } else {
+            Some(entry.completion.clone())
+        }
+    };
+    match completion {
+        Some(c) => json_response(StatusCode::OK, &c),
+        None => {
+            let mut r = Response::new(MockBody::empty());
+            *r.status_mut() = StatusCode::ACCEPTED;
+            r
+        }
+    }
+}
+
+fn responses(state: &State, req: &Value, body_len: usize, pace: Pace) -> Response<MockBody> {
+    let previous = match req.get("previous_response_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            let mut env = error_envelope(
+                "Invalid type for 'previous_response_id': expected a string.",
+                "invalid_request_error",
+            );
+            env["error"]["param"] = json!("previous_response_id");
+            return json_response(StatusCode::BAD_REQUEST, &env);
+        }
+    };
+    if let Some(prev) = &previous {
+        if !lock(&state.responses).contains(prev) {
+            return not_found(
+                &format!("Previous response with id '{prev}' not found."),
+                Some("previous_response_id"),
+            );
+        }
+    }
+
     let text = format!("Hello from {}.", state.name);
     let input = prompt_tokens(body_len);
     let output = text.split_whitespace().count() as u64;
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "id": format!("resp_{}_{}", state.name, state.next_id()),
-            "object": "response",
-            "created_at": now_secs(),
+    let id = format!("resp_{}_{}", state.name, state.next_id());
+    let msg_id = format!("msg_{}_{}", state.name, state.next_id());
+    let mut response = json!({
+        "id": id,
+        "object": "response",
+        "created_at": now_secs(),
+        "status": "completed",
+        "model": model_of(req),
+        "output": [{
+            "type": "message",
+            "id": msg_id,
             "status": "completed",
-            "model": model_of(req),
-            "output": [{
-                "type": "message",
-                "id": format!("msg_{}_{}", state.name, state.next_id()),
-                "status": "completed",
-                "role": "assistant",
-                "content": [{"type": "output_text", "text": text, "annotations": []}],
-            }],
-            "usage": {"input_tokens": input, "output_tokens": output, "total_tokens": input + output},
-        }),
-    )
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text, "annotations": []}],
+        }],
+        "usage": {"input_tokens": input, "output_tokens": output, "total_tokens": input + output},
+    });
+    if let Some(prev) = previous {
+        response["previous_response_id"] = json!(prev);
+    }
+    // Stored as completed before any streaming starts, so that a GET right
+    // after the stream ends finds it.
+    if req.get("store").and_then(Value::as_bool) != Some(false) {
+        lock(&state.responses).insert(id, response.clone());
+    }
+
+    if !wants_stream(req) {
+        return json_response(StatusCode::OK, &response);
+    }
+
+    let mut in_progress = response.clone();
+    in_progress["status"] = json!("in_progress");
+    in_progress["output"] = json!([]);
+    in_progress["usage"] = Value::Null;
+    let events = vec![
+        sse_named_event(
+            "response.created",
+            &json!({"type": "response.created", "sequence_number": 0, "response": in_progress}),
+        ),
+        sse_named_event(
+            "response.output_text.delta",
+            &json!({
+                "type": "response.output_text.delta",
+                "sequence_number": 1,
+                "item_id": msg_id,
+                "output_index": 0,
+                "content_index": 0,
+                "delta": text,
+                "logprobs": [],
+            }),
+        ),
+        sse_named_event(
+            "response.completed",
+            &json!({"type": "response.completed", "sequence_number": 2, "response": response}),
+        ),
+    ];
+    // The Responses API ends the stream without `data: [DONE]`.
+    sse_stream(events, None, pace)
+}
+
+/// `GET /v1/responses/{id}`.
+fn get_response(state: &State, id: &str) -> Response<MockBody> {
+    let stored = lock(&state.responses).get(id).cloned();
+    match stored {
+        Some(v) => json_response(StatusCode::OK, &v),
+        None => not_found(&format!("No response found with id '{id}'."), None),
+    }
+}
+
+/// `DELETE /v1/responses/{id}`.
+fn delete_response(state: &State, id: &str) -> Response<MockBody> {
+    let removed = lock(&state.responses).remove(id);
+    match removed {
+        Some(_) => json_response(
+            StatusCode::OK,
+            &json!({"id": id, "object": "response.deleted", "deleted": true}),
+        ),
+        None => not_found(&format!("No response found with id '{id}'."), None),
+    }
 }
 
 fn models(state: &State) -> Response<MockBody> {
@@ -747,7 +1033,6 @@ fn models(state: &State) -> Response<MockBody> {
 // Dispatch
 // ---------------------------------------------------------------------------
 
-#[derive(Clone, Copy)]
 enum Endpoint {
     Chat,
     Completions,
@@ -758,6 +1043,14 @@ enum Endpoint {
     Videos,
     Responses,
     Models,
+    /// `GET /v1/responses/{id}`
+    GetResponse(String),
+    /// `DELETE /v1/responses/{id}`
+    DeleteResponse(String),
+    /// `GET /v1/chat/deferred-completion/{id}`
+    DeferredCompletion(String),
+    /// `GET /v1/videos/{id}`
+    GetVideo(String),
 }
 
 impl Endpoint {
@@ -772,13 +1065,34 @@ impl Endpoint {
             (&Method::POST, "/v1/videos/generations") => Endpoint::Videos,
             (&Method::POST, "/v1/responses") => Endpoint::Responses,
             (&Method::GET, "/v1/models") => Endpoint::Models,
+            (&Method::GET, _) => {
+                if let Some(id) = path_id(path, "/v1/responses/") {
+                    Endpoint::GetResponse(id)
+                } else if let Some(id) = path_id(path, "/v1/chat/deferred-completion/") {
+                    Endpoint::DeferredCompletion(id)
+                } else if let Some(id) = path_id(path, "/v1/videos/") {
+                    Endpoint::GetVideo(id)
+                } else {
+                    return None;
+                }
+            }
+            (&Method::DELETE, _) => Endpoint::DeleteResponse(path_id(path, "/v1/responses/")?),
             _ => return None,
         };
         Some(ep)
     }
 
-    fn needs_json(self) -> bool {
-        !matches!(self, Endpoint::Transcriptions | Endpoint::Models)
+    fn needs_json(&self) -> bool {
+        matches!(
+            self,
+            Endpoint::Chat
+                | Endpoint::Completions
+                | Endpoint::Embeddings
+                | Endpoint::Images
+                | Endpoint::Speech
+                | Endpoint::Videos
+                | Endpoint::Responses
+        )
     }
 }
 
@@ -881,8 +1195,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<MockBody>
         Endpoint::Speech => speech(),
         Endpoint::Transcriptions => transcriptions(&state, &body),
         Endpoint::Videos => videos(&state, &json),
-        Endpoint::Responses => responses(&state, &json, body.len()),
+        Endpoint::Responses => responses(&state, &json, body.len(), delay),
         Endpoint::Models => models(&state),
+        Endpoint::GetResponse(id) => get_response(&state, &id),
+        Endpoint::DeleteResponse(id) => delete_response(&state, &id),
+        Endpoint::DeferredCompletion(id) => deferred_completion(&state, &id),
+        Endpoint::GetVideo(id) => video_job(&state, &id),
     }
 }
 
@@ -998,6 +1316,9 @@ async fn serve(args: Args) -> Result<(), String> {
         name_header,
         ids: AtomicU64::new(0),
         recorded: Mutex::new(VecDeque::with_capacity(RECORD_CAPACITY)),
+        responses: Mutex::new(Store::new(STORE_CAPACITY)),
+        deferred: Mutex::new(Store::new(STORE_CAPACITY)),
+        videos: Mutex::new(Store::new(STORE_CAPACITY)),
     });
 
     {
@@ -1113,5 +1434,47 @@ mod tests {
             b"--b\r\nContent-Disposition: form-data; name=\"response_format\"\r\n\r\njson\r\n--b--";
         assert!(!transcription_wants_text(body));
         assert!(!transcription_wants_text(b"garbage"));
+    }
+
+    #[test]
+    fn store_drops_oldest_beyond_capacity() {
+        let mut s = Store::new(3);
+        for i in 0..3 {
+            s.insert(format!("k{i}"), i);
+        }
+        assert_eq!(s.remove("k1"), Some(1));
+        s.insert("k3".to_string(), 3);
+        s.insert("k4".to_string(), 4);
+        // k0 was the oldest left when k4 came in.
+        assert!(!s.contains("k0"));
+        assert_eq!(s.get("k2"), Some(&2));
+        assert_eq!(s.get("k3"), Some(&3));
+        assert_eq!(s.get("k4"), Some(&4));
+        assert_eq!(s.map.len(), 3);
+        assert_eq!(s.order.len(), 3);
+        // Re-inserting a key moves it to the back.
+        s.insert("k2".to_string(), 22);
+        s.insert("k5".to_string(), 5);
+        assert!(!s.contains("k3"));
+        assert_eq!(s.get("k2"), Some(&22));
+    }
+
+    #[test]
+    fn path_ids() {
+        assert_eq!(
+            path_id("/v1/responses/resp_a_1", "/v1/responses/"),
+            Some("resp_a_1".to_string())
+        );
+        assert_eq!(
+            path_id("/v1/responses/a%20b%2", "/v1/responses/"),
+            Some("a b%2".to_string())
+        );
+        assert_eq!(path_id("/v1/responses/", "/v1/responses/"), None);
+        assert_eq!(
+            path_id("/v1/responses/x/input_items", "/v1/responses/"),
+            None
+        );
+        assert_eq!(path_id("/v1/responsesx", "/v1/responses/"), None);
+        assert_eq!(percent_decode("%ff%zz"), "\u{fffd}%zz");
     }
 }
