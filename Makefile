@@ -34,11 +34,11 @@ tools:
 
 # --- test tiers ---------------------------------------------------------------
 unit:
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace --features openai-gateway/schema
 
 lint:
 	$(CARGO) fmt --all --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets --features openai-gateway/schema -- -D warnings
 	$(CARGO) clippy -p openai-gateway --target wasm32-wasip1 --all-targets -- -D warnings
 
 e2e: build
@@ -46,7 +46,7 @@ e2e: build
 
 # --- generated files (tests fail when they are stale) ---------------------------
 docs:
-	UPDATE_DOCS=1 $(CARGO) test -p openai-gateway --test compat_doc
+	UPDATE_DOCS=1 $(CARGO) test -p openai-gateway --features schema --test compat_doc --test config_schema
 
 sdk-snapshot: setup
 	$(PY) scripts/sdk_snapshot.py

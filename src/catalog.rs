@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 /// A model's category, as listed by `GET /v1/models` in the `category` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
     Text,
@@ -70,6 +71,7 @@ impl Category {
 
 /// Capability labels that gate request features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Capability {
     /// `tools` / `tool_choice` are accepted.

@@ -11,12 +11,14 @@ use serde::Deserialize;
 
 /// `{"token_charger": {"header": "x-gateway-token-cost"}}`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ChargerConfig {
     pub token_charger: Charger,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Charger {
     /// The header the gateway writes the estimated cost into.

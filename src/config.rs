@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 /// The configuration document, field for field as operators write it.
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PluginConfig {
     /// Who may call the API.
@@ -37,6 +38,7 @@ pub struct PluginConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct TokenLimits {
     /// Completion tokens charged when a request sets no `max_tokens` /
@@ -53,6 +55,7 @@ impl Default for TokenLimits {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {
     /// Public name of the key: sent to Envoy and backends in the key-id header.
@@ -65,6 +68,7 @@ pub struct ApiKeyConfig {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     pub id: String,
@@ -90,6 +94,7 @@ fn default_owned_by() -> String {
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     pub name: String,
@@ -100,6 +105,7 @@ pub struct BackendConfig {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields, default)]
 pub struct HeaderNames {
     /// Carries the backend name of the resolved model (route match).
