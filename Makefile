@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
 
-.PHONY: run test setup build wasm tools unit lint e2e docs sdk-snapshot clean
+.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot clean
 
 run: build
 	scripts/run-demo.sh
@@ -47,6 +47,9 @@ e2e: build
 # --- generated files (tests fail when they are stale) ---------------------------
 docs:
 	UPDATE_DOCS=1 $(CARGO) test -p openai-gateway --features schema --test compat_doc --test config_schema
+
+examples: setup
+	$(PY) scripts/render_examples.py
 
 sdk-snapshot: setup
 	$(PY) scripts/sdk_snapshot.py
