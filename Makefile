@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
 
-.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot clean
+.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench clean
 
 run: build
 	scripts/run-demo.sh
@@ -43,6 +43,12 @@ lint:
 
 e2e: build
 	$(PY) -m pytest tests -q -p no:cacheprovider
+
+# --- benchmarks (not part of make test: timings are read, never asserted) ------
+bench: build
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(CARGO) build --release --target wasm32-wasip1 -p noop-filter
+	$(PY) bench/run.py
 
 # --- generated files (tests fail when they are stale) ---------------------------
 docs:

@@ -12,13 +12,15 @@
 use crate::endpoints::Endpoint;
 use crate::json::{member, Json, Members};
 
-/// Tokens of a text.
+/// Tokens of a text: ASCII bytes / 4 (rounded up) plus one per non-ASCII
+/// character. Counted over bytes (a UTF-8 character starts with any byte that
+/// is not a continuation byte `10xxxxxx`), without decoding.
 pub fn text(s: &str) -> u64 {
     let (mut ascii, mut other) = (0u64, 0u64);
-    for c in s.chars() {
-        if c.is_ascii() {
+    for &b in s.as_bytes() {
+        if b < 0x80 {
             ascii += 1;
-        } else {
+        } else if b & 0xc0 != 0x80 {
             other += 1;
         }
     }
