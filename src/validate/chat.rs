@@ -318,15 +318,7 @@ fn tools(v: &Json, p: &Path, ctx: &Ctx, _: &mut Effects) -> Result {
             "empty array. Expected at least one tool, or leave 'tools' out.",
         ));
     }
-    if items.len() > 128 {
-        return Err(invalid(
-            p,
-            format!(
-                "array too long. Expected at most 128 tools, but got {}.",
-                items.len()
-            ),
-        ));
-    }
+    at_most(p, items.len(), 128, "tools")?;
     require_tool_use(ctx, "tools")?;
     for (i, item) in items.iter().enumerate() {
         let tp = p.index(i);
@@ -367,15 +359,7 @@ fn function_definition(f: &Members, p: &Path) -> Result {
 
 fn functions(v: &Json, p: &Path, ctx: &Ctx, _: &mut Effects) -> Result {
     let items = array(v, p)?;
-    if items.len() > 128 {
-        return Err(invalid(
-            p,
-            format!(
-                "array too long. Expected at most 128 functions, but got {}.",
-                items.len()
-            ),
-        ));
-    }
+    at_most(p, items.len(), 128, "functions")?;
     require_tool_use(ctx, "functions")?;
     for (i, item) in items.iter().enumerate() {
         let fp = p.index(i);

@@ -99,6 +99,18 @@ pub fn array<'v, 'a>(value: &'v Json<'a>, path: &Path) -> Result<&'v [Json<'a>]>
     }
 }
 
+/// At most `max` items (`noun` names them in the message).
+pub fn at_most(path: &Path, count: usize, max: usize, noun: &str) -> Result {
+    if count <= max {
+        Ok(())
+    } else {
+        Err(invalid(
+            path,
+            format!("array too long. Expected at most {max} {noun}, but got {count}."),
+        ))
+    }
+}
+
 /// A string among `allowed`.
 pub fn one_of<'v>(value: &'v Json, path: &Path, allowed: &[&str]) -> Result<&'v str> {
     let s = string(value, path)?;
@@ -189,15 +201,7 @@ pub fn stop(v: &Json, p: &Path, _: &Ctx, _: &mut Effects) -> R {
     match v {
         Json::Null | Json::String(_) => Ok(()),
         Json::Array(items) => {
-            if items.len() > 4 {
-                return Err(invalid(
-                    p,
-                    format!(
-                        "array too long. Expected at most 4 stop sequences, but got {}.",
-                        items.len()
-                    ),
-                ));
-            }
+            at_most(p, items.len(), 4, "stop sequences")?;
             for (i, item) in items.iter().enumerate() {
                 string(item, &p.index(i))?;
             }

@@ -23,15 +23,7 @@ fn input(v: &Json, p: &Path, _: &Ctx, _: &mut Effects) -> Result {
             if items.is_empty() {
                 return Err(invalid(p, "empty array. Expected at least one input."));
             }
-            if items.len() > MAX_INPUTS {
-                return Err(invalid(
-                    p,
-                    format!(
-                        "array too long. Expected at most {MAX_INPUTS} inputs, but got {}.",
-                        items.len()
-                    ),
-                ));
-            }
+            at_most(p, items.len(), MAX_INPUTS, "inputs")?;
             strings_or_tokens(v, items, p, |item, path| {
                 non_empty_string(item, path).map(drop)
             })

@@ -97,15 +97,7 @@ fn tools(v: &Json, p: &Path, ctx: &Ctx, _: &mut Effects) -> Result {
         return Ok(());
     }
     let items = array(v, p)?;
-    if items.len() > 128 {
-        return Err(invalid(
-            p,
-            format!(
-                "array too long. Expected at most 128 tools, but got {}.",
-                items.len()
-            ),
-        ));
-    }
+    at_most(p, items.len(), 128, "tools")?;
     if !items.is_empty() && !ctx.model.has(Capability::ToolUse) {
         return Err(ApiError::bad_request(format!(
             "The model `{}` does not support tools. Remove 'tools', or use a model with the `tool_use` capability.",
