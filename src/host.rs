@@ -219,8 +219,8 @@ impl HttpContext for Exchange {
             Ok(headers) => headers,
             Err(status) => return self.fail(&format!("cannot read request headers ({status:?})")),
         };
-        self.line = RequestLine::from_headers(&headers);
         let outcome = gateway.on_request_headers(&headers, end_of_stream);
+        self.line = outcome.line.clone();
         self.key_id = outcome.key_id.clone();
         if let Err(message) = apply(MapType::HttpRequestHeaders, &outcome.edits) {
             return self.fail(&message);

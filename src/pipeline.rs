@@ -58,6 +58,8 @@ pub struct HeadersOutcome {
     pub next: AfterHeaders,
     /// The id of the authenticated key, if any.
     pub key_id: Option<String>,
+    /// The request line, for the response stage.
+    pub line: RequestLine,
 }
 
 /// What the body stage needs to know from the header stage.
@@ -225,7 +227,8 @@ impl Gateway {
             remove: self.headers.all().iter().map(|h| h.to_string()).collect(),
             set: Vec::new(),
         };
-        let next = match self.route_headers(headers, end_of_stream, &mut edits) {
+        let line = RequestLine::from_headers(headers);
+        let next = match self.route_headers(headers, &line, end_of_stream, &mut edits) {
             Ok(next) => next,
             Err(error) => AfterHeaders::Reply(self.error_reply(&error)),
         };
@@ -238,16 +241,17 @@ impl Gateway {
             edits,
             next,
             key_id,
+            line,
         }
     }
 
     fn route_headers(
         &self,
         headers: &Headers,
+        line: &RequestLine,
         end_of_stream: bool,
         edits: &mut HeaderEdits,
     ) -> Result<AfterHeaders, ApiError> {
-        let line = RequestLine::from_headers(headers);
         let method = line.method.as_str();
 
         if method == "OPTIONS"
@@ -317,7 +321,7 @@ impl Gateway {
 
         let kind = endpoint.body_kind(method);
         if kind == BodyKind::None {
-            return self.route_by_id(endpoint, headers, &line, &key.id, edits);
+            return self.route_by_id(endpoint, headers, line, &key.id, edits);
         }
         let pending = PendingBody {
             endpoint,
