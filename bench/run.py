@@ -1,17 +1,32 @@
 #!/usr/bin/env python3
 """make bench: the gateway filter against plain Envoy (the ceiling) and a no-op
-Wasm filter (the floor of the approach), same Envoy, same routes, same
-upstream, --concurrency 1, measured scenario by scenario in one run.
+Wasm filter (the floor of the approach): same Envoy binary, same routes, same
+upstream, `--concurrency 1`, in one run.
 
-Writes bench/results.json and bench/results.md. BENCH_SECONDS sets each
-measurement's length (default 5)."""
+Method (stable on small, noisy machines): every Envoy is pinned to the same
+core (CPU 0); each comparison loads plain Envoy and the other Envoy AT THE SAME
+MOMENT with two wrk processes pinned to the other core. The kernel splits
+CPU 0 between the two Envoys, host noise hits both alike, and the ratio of
+their requests/s (and of their CPU-seconds per request, from /proc/PID/stat)
+is what we report; absolute figures stand beside it.
+
+Options (environment):
+  BENCH_SECONDS        length of each measurement (default 10)
+  BENCH_ONLY           comma-separated scenario ids to run (default: all)
+  BENCH_SOAK_REQUESTS  requests for the footprint soak (default 1000000; 0 skips)
+  BENCH_FILTER_ONLY=1  the gateway without its rate-limit filters
+  BENCH_PEERS=1        also LiteLLM proxy for scenario 1 (make bench-peers)
+
+Writes bench/results.json and bench/results.md (see BENCHMARKS.md)."""
 
 from __future__ import annotations
 
 import copy
+import http.client
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,25 +42,35 @@ from harness import (WASM, _hcm, demo_bootstrap, envoy_binary, free_port, locali
 import yaml  # noqa: E402
 
 NOOP_WASM = ROOT / "target/wasm32-wasip1/release/noop_filter.wasm"
-SECONDS = int(os.environ.get("BENCH_SECONDS", "5"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+SOAK_REQUESTS = int(os.environ.get("BENCH_SOAK_REQUESTS", "1000000"))
+ONLY = {s for s in os.environ.get("BENCH_ONLY", "").split(",") if s}
 TICKS = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+ENVOY_CPU, LOAD_CPU = "0", "1"
+MODEL = "llama-3.1-8b-instruct"
 
 
-def chat_body(size: int) -> str:
-    base = {"model": "llama-3.1-8b-instruct", "messages": [{"role": "user", "content": ""}], "max_tokens": 16}
+def chat_body(size: int, **extra) -> str:
+    base = {"model": MODEL, "messages": [{"role": "user", "content": ""}], "max_tokens": 16, **extra}
     filler = size - len(json.dumps(base))
     base["messages"][0]["content"] = "lorem ipsum " * (max(filler, 0) // 12)
     return json.dumps(base)
 
 
+EMBEDDINGS = json.dumps({"model": "bge-m3", "input": ["a sentence to embed"] * 8})
+
+# id, title, path, body, key, connections; each is measured co-scheduled.
 SCENARIOS = [
-    # name, path, body, key, connections
-    ("chat 1 KB", "/v1/chat/completions", chat_body(1024), "sk-demo", 32),
-    ("chat 64 KB", "/v1/chat/completions", chat_body(65536), "sk-demo", 32),
-    ("rejected (bad key)", "/v1/chat/completions", chat_body(1024), "sk-wrong", 32),
-    ("embeddings + rewrite", "/v1/embeddings", json.dumps({"model": "bge-m3", "input": ["a sentence to embed"] * 8}), "sk-demo", 32),
-    ("chat 1 KB, 1 connection", "/v1/chat/completions", chat_body(1024), "sk-demo", 1),
+    ("chat-1k", "chat 1 KB", "/v1/chat/completions", chat_body(1024), "sk-demo", 32),
+    ("chat-64k", "chat 64 KB", "/v1/chat/completions", chat_body(65536), "sk-demo", 32),
+    ("chat-1m", "chat 1 MB", "/v1/chat/completions", chat_body(1 << 20), "sk-demo", 8),
+    ("bad-key", "rejected: bad key", "/v1/chat/completions", chat_body(1024), "sk-wrong", 32),
+    ("bad-field", "rejected: bad field (n=2)", "/v1/chat/completions", chat_body(1024, n=2), "sk-demo", 32),
+    ("embeddings", "embeddings + encoding_format rewrite", "/v1/embeddings", EMBEDDINGS, "sk-demo", 32),
+    ("unloaded", "chat 1 KB, 1 connection (unloaded latency)", "/v1/chat/completions", chat_body(1024), "sk-demo", 1),
 ]
+STREAM_ID = "stream"
 
 
 def variants() -> dict[str, dict]:
@@ -61,21 +86,18 @@ def variants() -> dict[str, dict]:
     wasm = copy.deepcopy(gateway_filter)
     wasm["typed_config"]["config"].update(name="noop", root_id="noop")
     wasm["typed_config"]["config"]["vm_config"]["vm_id"] = "noop"
-    wasm["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(NOOP_WASM)
     del wasm["typed_config"]["config"]["configuration"]
     _hcm(noop)["http_filters"] = [wasm, router]
-    out["noop wasm"] = noop
+    out["noop"] = noop
     gateway = copy.deepcopy(demo)
     for f in _hcm(gateway)["http_filters"]:
         if f["name"] == "envoy.filters.http.local_ratelimit":
             # The demo's limiters, with buckets the benchmark cannot empty.
             for d in f["typed_config"]["descriptors"]:
                 d["token_bucket"] = {"max_tokens": 10**9, "tokens_per_fill": 10**9, "fill_interval": "1s"}
-    out["gateway"] = gateway
     if os.environ.get("BENCH_FILTER_ONLY"):
-        alone = copy.deepcopy(demo)
-        _hcm(alone)["http_filters"] = [copy.deepcopy(gateway_filter), router]
-        out["gateway"] = alone
+        _hcm(gateway)["http_filters"] = [copy.deepcopy(gateway_filter), router]
+    out["gateway"] = gateway
     return out
 
 
@@ -84,22 +106,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
+
+
 def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str):
     listen, admin = free_port(), free_port()
     config = localize(bootstrap, listen, admin, {"backend-a": backend_port, "backend-b": backend_port})
-    if name == "noop wasm":
+    if name == "noop":
         _hcm(config)["http_filters"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(NOOP_WASM)
     _hcm(config).pop("access_log", None)  # measure the filter, not logging
-    path = tmp / f"{name.replace(' ', '_')}.yaml"
+    path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.Popen([envoy_binary(), "-c", str(path), "--concurrency", "1", "--disable-hot-restart",
-                             "--log-level", "warn"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1).status == 200, 20, name)
+    proc = subprocess.Popen(["taskset", "-c", ENVOY_CPU, envoy_binary(), "-c", str(path), "--concurrency", "1",
+                             "--disable-hot-restart", "--log-level", "warn"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1).status == 200, 30, name)
     return proc, listen
 
 
-def wrk(port: int, path: str, body: str, key: str, connections: int, tmp: Path, seconds: int = SECONDS) -> dict:
-    script = tmp / "request.lua"
+def wrk_script(tmp: Path, name: str, body: str, key: str) -> Path:
+    script = tmp / f"{name}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f"wrk.body = [==[{body}]==]\n"
@@ -107,26 +134,171 @@ def wrk(port: int, path: str, body: str, key: str, connections: int, tmp: Path, 
         f'wrk.headers["Authorization"] = "Bearer {key}"\n'
         # Plain Envoy has no filter to choose the backend: the client names it.
         'wrk.headers["x-gateway-backend"] = "backend-a"\n')
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script),
-                          f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=seconds + 30).stdout
+    return script
+
+
+def start_wrk(port: int, path: str, script: Path, connections: int, seconds: int) -> subprocess.Popen:
+    return subprocess.Popen(["taskset", "-c", LOAD_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
+                             "-s", str(script), f"http://127.0.0.1:{port}{path}"], stdout=subprocess.PIPE, text=True)
+
+
+def parse_wrk(out: str) -> dict:
     def latency(pct):
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        if not m:
-            return None
-        return float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1_000_000}[m.group(2)]
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
+        return round(float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1_000_000}[m.group(2)]) if m else None
+    requests = re.search(r"(\d+) requests in", out)
+    if not requests:
+        raise RuntimeError(f"wrk printed no result:\n{out}")
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "requests": requests,
-            "p50_us": latency(50), "p99_us": latency(99), "non_2xx": int(non_2xx.group(1)) if non_2xx else 0}
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "requests": int(requests.group(1)),
+            "p50_us": latency(50), "p99_us": latency(99), "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
+            "socket_errors": errors.group(1).strip() if errors else None}
+
+
+def co_scheduled(sides: dict[str, tuple], path: str, scripts: dict[str, Path], connections: int, seconds: int) -> dict:
+    """Loads every Envoy in `sides` at the same moment; wrk results plus each
+    Envoy's CPU µs per request over the same window."""
+    before = {name: cpu_seconds(proc.pid) for name, (proc, _) in sides.items()}
+    started = time.monotonic()
+    runs = {name: start_wrk(port, path, scripts[name], connections, seconds) for name, (_, port) in sides.items()}
+    outs = {name: run.communicate(timeout=seconds + 60)[0] for name, run in runs.items()}
+    wall = time.monotonic() - started
+    result = {}
+    for name, (proc, _) in sides.items():
+        measured = parse_wrk(outs[name])
+        used = cpu_seconds(proc.pid) - before[name]
+        measured["envoy_cpu_us_per_request"] = round(used * 1e6 / max(measured["requests"], 1), 1)
+        measured["envoy_cpu_share"] = round(used / wall, 2)
+        result[name] = measured
+    return result
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 3) if b else 0.0
+
+
+def run_scenario(envoys: dict, scenario: tuple, tmp: Path) -> dict:
+    sid, title, path, body, key, connections = scenario
+    scripts = {name: wrk_script(tmp, name, body, key) for name in envoys}
+    row = {"id": sid, "scenario": title, "body_bytes": len(body.encode()), "connections": connections, "pairs": {}}
+    for other in ("noop", "gateway"):
+        pair = {"plain": envoys["plain"], other: envoys[other]}
+        co_scheduled(pair, path, scripts, connections, 2)  # warm up
+        measured = co_scheduled(pair, path, scripts, connections, SECONDS)
+        p, o = measured["plain"], measured[other]
+        row["pairs"][other] = {
+            "plain": p, other: o,
+            "ratio_rps": ratio(o["rps"], p["rps"]),
+            "ratio_cpu_per_request": ratio(p["envoy_cpu_us_per_request"], o["envoy_cpu_us_per_request"]),
+            "added_cpu_us_per_request": round(o["envoy_cpu_us_per_request"] - p["envoy_cpu_us_per_request"], 1),
+        }
+    g = row["pairs"]["gateway"]
+    print(f"{title}: gateway/plain {g['ratio_rps']} (cpu {g['ratio_cpu_per_request']}, +{g['added_cpu_us_per_request']} µs), "
+          f"no-op/plain {row['pairs']['noop']['ratio_rps']}", flush=True)
+    return row
+
+
+def stream_once(port: int, body: bytes, gateway: bool) -> tuple[float, float]:
+    """Seconds to the first body byte and to the end of one streamed chat."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    headers = {"content-type": "application/json", "authorization": "Bearer sk-demo",
+               "x-gateway-backend": "backend-a", "x-mock-stream-delay-ms": "2"}
+    start = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body=body, headers=headers)
+    resp = conn.getresponse()
+    first = resp.read1(65536)
+    ttfb = time.perf_counter() - start
+    data = first
+    while chunk := resp.read1(65536):
+        data += chunk
+    total = time.perf_counter() - start
+    conn.close()
+    if resp.status != 200 or b"[DONE]" not in data:
+        raise RuntimeError(f"stream through {'gateway' if gateway else 'plain'} failed: {resp.status} {data[:200]!r}")
+    return ttfb, total
+
+
+def run_stream(envoys: dict, rounds: int = 300) -> dict:
+    """Time to first byte and total time of a streamed chat (the mock sends an
+    event every 2 ms), plain and gateway alternately so noise hits both."""
+    body = chat_body(1024, stream=True).encode()
+    samples = {"plain": ([], []), "gateway": ([], [])}
+    for i in range(rounds + 20):
+        for name in ("plain", "gateway"):
+            ttfb, total = stream_once(envoys[name][1], body, name == "gateway")
+            if i >= 20:  # warm-up
+                samples[name][0].append(ttfb * 1e6)
+                samples[name][1].append(total * 1e6)
+
+    def pct(values, q):
+        return round(statistics.quantiles(values, n=100)[q - 1])
+    out = {"id": STREAM_ID, "scenario": "streamed chat: time to first byte / total", "rounds": rounds}
+    for name, (ttfb, total) in samples.items():
+        out[name] = {"ttfb_p50_us": pct(ttfb, 50), "ttfb_p99_us": pct(ttfb, 99),
+                     "total_p50_us": pct(total, 50), "total_p99_us": pct(total, 99)}
+    out["ttfb_p50_added_us"] = out["gateway"]["ttfb_p50_us"] - out["plain"]["ttfb_p50_us"]
+    print(f"stream: TTFB p50 plain {out['plain']['ttfb_p50_us']} µs, gateway {out['gateway']['ttfb_p50_us']} µs", flush=True)
+    return out
+
+
+def soak(envoys: dict, tmp: Path, target: int) -> dict:
+    """RSS of the gateway Envoy before, during and after `target` requests."""
+    proc, port = envoys["gateway"]
+    script = wrk_script(tmp, "soak", chat_body(1024), "sk-demo")
+    samples = [{"requests": 0, "rss_mb": round(rss_mb(proc.pid), 1)}]
+    done, non_2xx = 0, 0
+    while done < target:
+        out = parse_wrk(start_wrk(port, "/v1/chat/completions", script, 32, 20).communicate(timeout=120)[0])
+        done += out["requests"]
+        non_2xx += out["non_2xx"]
+        samples.append({"requests": done, "rss_mb": round(rss_mb(proc.pid), 1)})
+        print(f"soak: {done} requests, RSS {samples[-1]['rss_mb']} MB", flush=True)
+    after_first = samples[1]["rss_mb"]
+    return {"requests": done, "non_2xx": non_2xx, "samples": samples,
+            "rss_before_mb": samples[0]["rss_mb"], "rss_after_mb": samples[-1]["rss_mb"],
+            "rss_growth_after_first_slice_mb": round(samples[-1]["rss_mb"] - after_first, 1)}
+
+
+def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | None, peers: dict | None) -> str:
+    lines = ["| scenario | plain req/s | gateway req/s | **gateway/plain** | no-op/plain | gateway p50 / p99 (µs) | plain p50 / p99 (µs) "
+             "| Envoy CPU µs/req plain / gateway | added by gateway / by no-op (µs) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        g, n = r["pairs"]["gateway"], r["pairs"]["noop"]
+        gp, gg = g["plain"], g["gateway"]
+        lines.append(f"| {r['scenario']} | {gp['rps']:.0f} | {gg['rps']:.0f} | **{g['ratio_rps']:.2f}** | {n['ratio_rps']:.2f} "
+                     f"| {gg['p50_us']} / {gg['p99_us']} | {gp['p50_us']} / {gp['p99_us']} "
+                     f"| {gp['envoy_cpu_us_per_request']} / {gg['envoy_cpu_us_per_request']} "
+                     f"| {g['added_cpu_us_per_request']} / {n['added_cpu_us_per_request']} |")
+    text = "\n".join(lines) + "\n"
+    if stream:
+        p, g = stream["plain"], stream["gateway"]
+        text += ("\n| streamed chat (event every 2 ms) | TTFB p50 (µs) | TTFB p99 (µs) | total p50 (µs) | total p99 (µs) |\n"
+                 "|---|---|---|---|---|\n"
+                 f"| plain | {p['ttfb_p50_us']} | {p['ttfb_p99_us']} | {p['total_p50_us']} | {p['total_p99_us']} |\n"
+                 f"| gateway | {g['ttfb_p50_us']} | {g['ttfb_p99_us']} | {g['total_p50_us']} | {g['total_p99_us']} |\n")
+    if peers:
+        text += "\n" + peers["markdown"] + "\n"
+    if soaked:
+        text += (f"\nSoak: {soaked['requests']} requests through the gateway ({soaked['non_2xx']} non-2xx); Envoy RSS "
+                 f"{soaked['rss_before_mb']} MB before, {soaked['samples'][1]['rss_mb']} MB after the first 20 s, "
+                 f"{soaked['rss_after_mb']} MB at the end.\n")
+    text += (f"\n.wasm: {meta['wasm_bytes']} bytes (no-op: {meta['noop_wasm_bytes']}). {meta['seconds']} s per measurement, "
+             f"co-scheduled pairs on CPU {ENVOY_CPU} (wrk on CPU {LOAD_CPU}), Envoy --concurrency 1, {meta['cpus']} CPUs, "
+             f"{meta['date']}.\n")
+    return text
 
 
 def main() -> int:
     for needed in (WASM, NOOP_WASM):
         if not needed.is_file():
             raise SystemExit(f"missing {needed}: run `make bench` (it builds everything)")
+    peers = None
     backend = start_backend("backend-a")
+    subprocess.run(["taskset", "-a", "-p", "-c", LOAD_CPU, str(backend.proc.pid)], check=True, capture_output=True)
     procs = []
-    results = []
+    rows, stream, soaked = [], None, None
     try:
         with tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
@@ -135,34 +307,29 @@ def main() -> int:
                 proc, port = start_envoy(bootstrap, backend.port, tmp, name)
                 procs.append(proc)
                 envoys[name] = (proc, port)
-            for scenario, path, body, key, connections in SCENARIOS:
-                row = {"scenario": scenario, "body_bytes": len(body), "connections": connections}
-                for name, (proc, port) in envoys.items():
-                    wrk(port, path, body, key, connections, tmp, seconds=1)  # warm up
-                    before = cpu_seconds(proc.pid)
-                    measured = wrk(port, path, body, key, connections, tmp)
-                    used = cpu_seconds(proc.pid) - before
-                    measured["envoy_cpu_us_per_request"] = round(used * 1e6 / max(measured["requests"], 1), 1)
-                    row[name] = measured
-                row["gateway/plain"] = round(row["gateway"]["rps"] / row["plain"]["rps"], 2)
-                row["noop/plain"] = round(row["noop wasm"]["rps"] / row["plain"]["rps"], 2)
-                results.append(row)
-                print(f"{scenario}: gateway/plain {row['gateway/plain']}, noop/plain {row['noop/plain']}", flush=True)
+            rss_idle = {name: round(rss_mb(proc.pid), 1) for name, (proc, _) in envoys.items()}
+            for scenario in SCENARIOS:
+                if not ONLY or scenario[0] in ONLY:
+                    rows.append(run_scenario(envoys, scenario, tmp))
+            if not ONLY or STREAM_ID in ONLY:
+                stream = run_stream(envoys)
+            if os.environ.get("BENCH_PEERS"):
+                sys.path.insert(0, str(ROOT / "bench"))
+                import peers as peer_bench  # noqa: PLC0415
+                peers = peer_bench.compare(envoys, backend.port, tmp, SECONDS)
+            if SOAK_REQUESTS and (not ONLY or "soak" in ONLY):
+                soaked = soak(envoys, tmp, SOAK_REQUESTS)
     finally:
         for proc in procs:
             stop(proc)
         stop(backend.proc)
-    meta = {"seconds": SECONDS, "envoy_concurrency": 1, "wasm_bytes": WASM.stat().st_size,
-            "noop_wasm_bytes": NOOP_WASM.stat().st_size, "cpus": os.cpu_count()}
-    (ROOT / "bench/results.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
-    lines = ["| scenario | plain req/s | no-op req/s | gateway req/s | no-op/plain | gateway/plain | p50 plain / gateway (µs) | p99 plain / gateway (µs) | Envoy CPU µs/req plain / no-op / gateway |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        p, n, g = r["plain"], r["noop wasm"], r["gateway"]
-        lines.append(f"| {r['scenario']} | {p['rps']:.0f} | {n['rps']:.0f} | {g['rps']:.0f} | {r['noop/plain']} | {r['gateway/plain']} "
-                     f"| {p['p50_us']:.0f} / {g['p50_us']:.0f} | {p['p99_us']:.0f} / {g['p99_us']:.0f} "
-                     f"| {p['envoy_cpu_us_per_request']} / {n['envoy_cpu_us_per_request']} / {g['envoy_cpu_us_per_request']} |")
-    table = "\n".join(lines) + f"\n\n.wasm: {meta['wasm_bytes']} bytes (no-op: {meta['noop_wasm_bytes']}); {SECONDS} s per measurement, wrk 1 thread, Envoy --concurrency 1, {meta['cpus']} CPUs.\n"
+    meta = {"date": time.strftime("%Y-%m-%d"), "seconds": SECONDS, "envoy_concurrency": 1,
+            "wasm_bytes": WASM.stat().st_size, "noop_wasm_bytes": NOOP_WASM.stat().st_size, "cpus": os.cpu_count(),
+            "envoy_cpu": ENVOY_CPU, "load_cpu": LOAD_CPU, "rss_idle_mb": rss_idle,
+            "filter_only": bool(os.environ.get("BENCH_FILTER_ONLY"))}
+    result = {"meta": meta, "scenarios": rows, "stream": stream, "soak": soaked, "peers": peers}
+    (ROOT / "bench/results.json").write_text(json.dumps(result, indent=1) + "\n")
+    table = markdown(meta, rows, stream, soaked, peers)
     (ROOT / "bench/results.md").write_text(table)
     print("\n" + table)
     return 0

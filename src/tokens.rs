@@ -13,14 +13,28 @@ use crate::endpoints::Endpoint;
 use crate::json::{member, Json, Members};
 
 /// Tokens of a text: ASCII bytes / 4 (rounded up) plus one per non-ASCII
-/// character. Counted over bytes (a UTF-8 character starts with any byte that
-/// is not a continuation byte `10xxxxxx`), without decoding.
+/// character. Counted over bytes (a non-ASCII UTF-8 character starts with a
+/// byte `11xxxxxx`), without decoding, eight bytes at a time: this runs over
+/// every prompt byte of every request.
 pub fn text(s: &str) -> u64 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let bytes = s.as_bytes();
+    let mut words = bytes.chunks_exact(8);
     let (mut ascii, mut other) = (0u64, 0u64);
-    for &b in s.as_bytes() {
+    for word in &mut words {
+        let mut eight = [0u8; 8];
+        eight.copy_from_slice(word);
+        let w = u64::from_le_bytes(eight);
+        let high = w & HIGH;
+        // Bytes with the top bit clear are ASCII; bytes with the two top
+        // bits set (bit 6 shifted onto bit 7) start a non-ASCII character.
+        ascii += u64::from(8 - high.count_ones());
+        other += u64::from((high & (w << 1)).count_ones());
+    }
+    for &b in words.remainder() {
         if b < 0x80 {
             ascii += 1;
-        } else if b & 0xc0 != 0x80 {
+        } else if b & 0xc0 == 0xc0 {
             other += 1;
         }
     }
@@ -132,6 +146,29 @@ mod tests {
         // About 4 characters per token for English prose.
         let prose = "The quick brown fox jumps over the lazy dog. ".repeat(20);
         assert_eq!(text(&prose), 225);
+    }
+
+    /// The word-at-a-time count equals a plain byte-by-byte count, with
+    /// multi-byte characters at every offset across word boundaries.
+    #[test]
+    fn text_estimate_matches_a_byte_count() {
+        fn slow(s: &str) -> u64 {
+            let ascii = s.bytes().filter(|b| *b < 0x80).count() as u64;
+            let other = s.chars().filter(|c| !c.is_ascii()).count() as u64;
+            ascii.div_ceil(4) + other
+        }
+        for pad in 0..17 {
+            for sample in [
+                "日本語 text",
+                "é",
+                "a\u{1F600}b",
+                "ünïcödé and ascii",
+                "\u{7f}\u{80}\u{7ff}\u{800}",
+            ] {
+                let s = format!("{}{}{}", "x".repeat(pad), sample, "y".repeat(pad / 2));
+                assert_eq!(text(&s), slow(&s), "{s:?}");
+            }
+        }
     }
 
     #[test]
