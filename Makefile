@@ -16,6 +16,8 @@ test: build unit lint e2e
 # --- set-up -----------------------------------------------------------------
 setup: $(VENV)/.installed
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+# The browser of the CORS test (tests/e2e/test_browser_cors.py).
+	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 $(VENV)/.installed: tests/requirements.txt
 	python3 -m venv $(VENV)

@@ -10,6 +10,7 @@ import copy
 import hashlib
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import yaml
 
+import secrets_audit
+
 ROOT = Path(__file__).resolve().parents[2]
 WASM = ROOT / "target/wasm32-wasip1/release/openai_gateway.wasm"
 MOCK = ROOT / "target/tools/mock-backend"
@@ -27,6 +30,13 @@ DEMO_CONFIG = ROOT / "envoy/demo.yaml"
 GLOBAL_CONFIG = ROOT / "envoy/global-ratelimit.yaml"
 RLS_CONFIG = ROOT / "envoy/ratelimit-config.yaml"
 RLS = ROOT / "target/tools/ratelimit-double"
+
+ENVOY_LOG_LEVEL = os.environ.get("ENVOY_LOG_LEVEL", "info")
+# The filter (Envoy's `wasm` component) logs at debug level in every run, so the
+# secrets audit reads what an operator's debug logs would hold. Not Envoy's own
+# `http`/`conn_manager`/`router` debug logs: those print every request header,
+# Authorization included (Envoy's behaviour, see SECURITY.md).
+WASM_LOG_LEVEL = os.environ.get("ENVOY_WASM_LOG_LEVEL", "debug")
 
 
 def envoy_binary() -> str:
@@ -72,13 +82,23 @@ class Backend:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def audit_label(self) -> str:
+        return f"{self.name}-{self.port}"
+
     def requests(self) -> list[dict]:
         """What this backend received, oldest first."""
         return http_get_json(f"{self.url}/__mock/requests")["requests"]
 
     def clear(self) -> None:
+        secrets_audit.keep(self)
         req = urllib.request.Request(f"{self.url}/__mock/requests", method="DELETE")
         urllib.request.urlopen(req, timeout=5).close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            secrets_audit.keep(self, stopping=True)
+        stop(self.proc)
 
 
 def start_backend(name: str) -> Backend:
@@ -90,6 +110,7 @@ def start_backend(name: str) -> Backend:
     )
     backend = Backend(name, port, proc)
     wait_until(lambda: http_get_json(f"{backend.url}/__mock/health")["backend"] == name, 10, f"backend {name}")
+    secrets_audit.track(backend)
     return backend
 
 
@@ -145,7 +166,7 @@ class Gateway:
         stop(self.proc)
         if self.owns_backends:
             for b in self.backends.values():
-                stop(b.proc)
+                b.stop()
         self.tmp.cleanup()
 
 
@@ -174,6 +195,10 @@ class RateLimitService:
     http_port: int
     proc: subprocess.Popen
 
+    @property
+    def audit_label(self) -> str:
+        return f"ratelimit-{self.grpc_port}"
+
     def _call(self, method: str, path: str, body=None):
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data, method=method,
@@ -192,7 +217,13 @@ class RateLimitService:
         return self._call("GET", "/requests")["requests"]
 
     def clear_requests(self) -> None:
+        secrets_audit.keep(self)
         self._call("DELETE", "/requests")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            secrets_audit.keep(self, stopping=True)
+        stop(self.proc)
 
 
 def ratelimit_config_with_test_keys() -> dict:
@@ -216,6 +247,7 @@ def start_ratelimit_service() -> RateLimitService:
     wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{http_port}/health", timeout=1).status == 200,
                10, "rate-limit service")
     service.configure(ratelimit_config_with_test_keys())
+    secrets_audit.track(service)
     return service
 
 
@@ -243,6 +275,8 @@ def log_access_to(bootstrap: dict, path: Path) -> None:
                                "path": str(path), "log_format": config["log_format"]}
 
 
+# The demo's keys (envoy/demo.yaml holds only their hashes).
+DEMO_KEYS = ("sk-demo", "sk-demo-limited")
 # Test-only additions to the demo configuration.
 TEST_KEYS = {
     # Restricted to the embeddings model.
@@ -259,6 +293,25 @@ TEST_BUCKETS = [
     ("gateway_requests", "test-slow", {"max_tokens": 1, "tokens_per_fill": 1, "fill_interval": "2s"}),
     ("gateway_tokens", "test-tokens", {"max_tokens": 2000, "tokens_per_fill": 2000, "fill_interval": "60s"}),
 ]
+
+
+def client_keys() -> set[str]:
+    """Every client API key the suite sends: the demo's, the test overlay's, and
+    every `sk-…` literal in the tests (the wrong keys too). The secrets audit
+    looks for each of them."""
+    keys = set(DEMO_KEYS) | set(TEST_KEYS)
+    for source in Path(__file__).parent.glob("*.py"):
+        keys.update(re.findall(r"[\"'](sk-[A-Za-z0-9_-]{4,})", source.read_text()))
+    return keys
+
+
+def server_secrets(bootstrap: dict) -> list[str]:
+    """The gateway's own secrets in its plugin configuration: the credentials it
+    sends to backends and the secret that signs its ids."""
+    config = plugin_config(bootstrap)
+    return [b.get("authorization") for b in config.get("backends", [])] + [config.get("id_secret")]
+
+
 DEAD_BACKEND = "backend-dead"      # routed, but nothing listens there
 UNROUTED_BACKEND = "backend-unrouted"  # no Envoy route names it
 
@@ -299,13 +352,18 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
 
 
 def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "backend-b"),
-                  extra_ports: dict[str, int] | None = None, shared_backends: dict | None = None) -> Gateway:
+                  extra_ports: dict[str, int] | None = None, shared_backends: dict | None = None,
+                  component_log_level: str | None = None, audited: bool = True) -> Gateway:
     """Envoy with `bootstrap` (default: the demo's) plus the test overlay.
     `extra_ports` maps further cluster names (e.g. `ratelimit`) to ports;
     `shared_backends` puts this Envoy in front of another gateway's backends
-    (a second replica; stopping it leaves them running)."""
+    (a second replica; stopping it leaves them running).
+    `component_log_level` is Envoy's `--component-log-level` (default: the
+    filter at WASM_LOG_LEVEL). The logs of an `audited` gateway stay until the
+    end of the session, for the secrets audit (conftest.py)."""
     owned = shared_backends is None
     backends = {name: start_backend(name) for name in backend_names} if owned else dict(shared_backends)
+    proc = None
     try:
         ports = {name: b.port for name, b in backends.items()}
         ports[DEAD_BACKEND] = free_port()  # nothing listens there
@@ -314,15 +372,19 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
         source = test_overlay(bootstrap if bootstrap is not None else demo_bootstrap(), ports[DEAD_BACKEND])
         config = localize(source, listen_port, admin_port, ports)
         tmp = tempfile.TemporaryDirectory(prefix="gateway-e2e-")
-        log_access_to(config, Path(tmp.name) / "access.log")
+        log_dir = secrets_audit.new_log_dir("gateway") if audited else Path(tmp.name)
+        if audited:
+            secrets_audit.add_server_secrets(server_secrets(config))
+        log_access_to(config, log_dir / "access.log")
         config_path = Path(tmp.name) / "envoy.yaml"
         config_path.write_text(yaml.safe_dump(config))
-        log_path = Path(tmp.name) / "envoy.log"
+        log_path = log_dir / "envoy.log"
         proc = subprocess.Popen(
             [envoy_binary(), "-c", str(config_path), "--concurrency", "2", "--disable-hot-restart",
              # Access logs reach their file within 100 ms (the default is 10 s).
              "--file-flush-interval-msec", "100",
-             "--log-level", os.environ.get("ENVOY_LOG_LEVEL", "info"), "--log-path", str(log_path)],
+             "--log-level", ENVOY_LOG_LEVEL, "--log-path", str(log_path),
+             "--component-log-level", component_log_level or f"wasm:{WASM_LOG_LEVEL}"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -337,7 +399,9 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
         wait_until(ready, 20, "Envoy /ready")
         return gateway
     except BaseException:
+        if proc is not None:
+            stop(proc)
         if owned:
             for b in backends.values():
-                stop(b.proc)
+                b.stop()
         raise

@@ -8,14 +8,14 @@ import openai
 import pytest
 
 import ratelimit_cases as cases
-from harness import global_bootstrap, start_gateway, start_ratelimit_service, stop
+from harness import global_bootstrap, start_gateway, start_ratelimit_service
 
 
 @pytest.fixture(scope="module")
 def rls():
     service = start_ratelimit_service()
     yield service
-    stop(service.proc)
+    service.stop()
 
 
 def fleet_gateway(rls, deny_on_failure=False):
