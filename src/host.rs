@@ -31,33 +31,53 @@ pub struct Root {
     metrics: Rc<Metrics>,
 }
 
-/// Metric ids by stat name, defined on first use.
+/// Metric ids, defined on first use, by the exchange outcome that names
+/// them: a repeated outcome (the common case) costs no name formatting.
 #[derive(Default)]
 struct Metrics {
-    ids: RefCell<HashMap<String, u32>>,
+    by_outcome: RefCell<HashMap<metrics::OutcomeKey, Vec<Option<u32>>>>,
 }
 
+/// Distinct outcomes remembered at most (key × model × status × code is
+/// bounded by the configuration, but backends choose the status).
+const METRIC_OUTCOMES: usize = 4096;
+
 impl Metrics {
-    fn add(&self, name: &str, amount: u64) {
-        let Ok(mut ids) = self.ids.try_borrow_mut() else {
+    fn record(&self, outcome: &metrics::Outcome) {
+        let Ok(mut cache) = self.by_outcome.try_borrow_mut() else {
             return;
         };
-        let id = match ids.get(name) {
-            Some(id) => *id,
-            None => match hostcalls::define_metric(MetricType::Counter, name) {
-                Ok(id) => {
-                    ids.insert(name.to_string(), id);
-                    id
-                }
-                Err(status) => {
-                    warn!("openai-gateway: cannot define metric {name} ({status:?})");
-                    return;
-                }
-            },
+        let key = outcome.key();
+        if !cache.contains_key(&key) {
+            if cache.len() >= METRIC_OUTCOMES {
+                cache.clear();
+            }
+            let ids = metrics::names(outcome)
+                .iter()
+                .map(
+                    |name| match hostcalls::define_metric(MetricType::Counter, name) {
+                        Ok(id) => Some(id),
+                        Err(status) => {
+                            warn!("openai-gateway: cannot define metric {name} ({status:?})");
+                            None
+                        }
+                    },
+                )
+                .collect();
+            cache.insert(key.clone(), ids);
+        }
+        let Some(ids) = cache.get(&key) else {
+            return;
         };
-        let amount = i64::try_from(amount).unwrap_or(i64::MAX);
-        if let Err(status) = hostcalls::increment_metric(id, amount) {
-            warn!("openai-gateway: cannot count {name} ({status:?})");
+        for (id, amount) in ids.iter().zip(metrics::amounts(outcome)) {
+            // Envoy refuses an increment of 0 (BadArgument): nothing to count.
+            let (Some(id), false) = (id, amount == 0) else {
+                continue;
+            };
+            let amount = i64::try_from(amount).unwrap_or(i64::MAX);
+            if let Err(status) = hostcalls::increment_metric(*id, amount) {
+                warn!("openai-gateway: cannot count metric {id} ({status:?})");
+            }
         }
     }
 }
@@ -66,6 +86,11 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        // Log at the level Envoy runs the `wasm` component at (`debug!` lines
+        // are formatted only when that level asks for them).
+        if let Ok(level) = hostcalls::get_log_level() {
+            proxy_wasm::set_log_level(level);
+        }
         let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(bytes) => bytes.unwrap_or_default(),
             Err(status) => {
@@ -199,9 +224,7 @@ impl HttpContext for Exchange {
             error_code: self.error_code,
             usage: self.usage,
         };
-        for (name, amount) in metrics::increments(&outcome) {
-            self.metrics.add(&name, amount);
-        }
+        self.metrics.record(&outcome);
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -283,8 +306,13 @@ impl HttpContext for Exchange {
             .find(|(name, _)| name == ":status")
             .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u16>().ok())
             .unwrap_or(0);
-        let details = match hostcalls::get_property(vec!["response", "code_details"]) {
-            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        // Only error statuses can be Envoy's own replies: skip the host call
+        // (a round trip into the VM to allocate the answer) for the rest.
+        let details = match status {
+            400.. => match hostcalls::get_property(vec!["response", "code_details"]) {
+                Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+                _ => String::new(),
+            },
             _ => String::new(),
         };
         self.status = status;

@@ -38,8 +38,37 @@ pub struct Outcome<'a> {
     pub usage: Option<Usage>,
 }
 
-/// The counters to increment: (stat name, amount).
-pub fn increments(outcome: &Outcome) -> Vec<(String, u64)> {
+/// What the stat names of an outcome depend on: outcomes with equal keys
+/// increment the same counters (by their own amounts).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OutcomeKey {
+    key_id: Option<String>,
+    model: Option<String>,
+    status: u16,
+    error_code: Option<String>,
+    with_usage: bool,
+}
+
+impl Outcome<'_> {
+    pub fn key(&self) -> OutcomeKey {
+        OutcomeKey {
+            key_id: self.key_id.map(str::to_string),
+            model: self.model.map(str::to_string),
+            status: self.status,
+            error_code: self.error_code.map(str::to_string),
+            with_usage: self.usage.is_some(),
+        }
+    }
+}
+
+const TOKEN_COUNTERS: [&str; 3] = [
+    "prompt_tokens_total",
+    "completion_tokens_total",
+    "cached_tokens_total",
+];
+
+/// The stat names an outcome increments, in the order of [`amounts`].
+pub fn names(outcome: &Outcome) -> Vec<String> {
     let key = label(outcome.key_id.unwrap_or_default());
     let model = label(outcome.model.unwrap_or_default());
     let class = match outcome.status {
@@ -47,23 +76,30 @@ pub fn increments(outcome: &Outcome) -> Vec<(String, u64)> {
         _ => "none".to_string(),
     };
     let code = label(outcome.error_code.unwrap_or_default());
-    let mut out = vec![(
-        format!("{PREFIX}_requests_total.key_id.{key}.model.{model}.status_class.{class}.error_code.{code}"),
-        1,
+    let mut out = vec![format!(
+        "{PREFIX}_requests_total.key_id.{key}.model.{model}.status_class.{class}.error_code.{code}"
     )];
-    if let Some(usage) = outcome.usage {
-        for (counter, amount) in [
-            ("prompt_tokens_total", usage.prompt_tokens),
-            ("completion_tokens_total", usage.completion_tokens),
-            ("cached_tokens_total", usage.cached_tokens),
-        ] {
-            out.push((
-                format!("{PREFIX}_{counter}.key_id.{key}.model.{model}"),
-                amount,
-            ));
-        }
+    if outcome.usage.is_some() {
+        out.extend(
+            TOKEN_COUNTERS
+                .iter()
+                .map(|counter| format!("{PREFIX}_{counter}.key_id.{key}.model.{model}")),
+        );
     }
     out
+}
+
+/// The amounts to add, in the order of [`names`].
+pub fn amounts(outcome: &Outcome) -> impl Iterator<Item = u64> {
+    let tokens = outcome
+        .usage
+        .map(|u| [u.prompt_tokens, u.completion_tokens, u.cached_tokens]);
+    std::iter::once(1).chain(tokens.into_iter().flatten())
+}
+
+/// The counters to increment: (stat name, amount).
+pub fn increments(outcome: &Outcome) -> Vec<(String, u64)> {
+    names(outcome).into_iter().zip(amounts(outcome)).collect()
 }
 
 #[cfg(test)]
@@ -102,6 +138,41 @@ mod tests {
                 ("openai_gateway_cached_tokens_total.key_id.demo.model.flux_1-schnell".to_string(), 2),
             ]
         );
+    }
+
+    /// The host caches counter ids by `Outcome::key`: outcomes with the same
+    /// key must name the same counters, whatever their amounts.
+    #[test]
+    fn names_depend_only_on_the_outcome_key() {
+        let usage = |prompt| Usage {
+            prompt_tokens: prompt,
+            completion_tokens: 1,
+            total_tokens: prompt + 1,
+            cached_tokens: 0,
+        };
+        let a = Outcome {
+            key_id: Some("demo"),
+            model: Some("m"),
+            status: 200,
+            usage: Some(usage(5)),
+            ..Outcome::default()
+        };
+        let b = Outcome {
+            usage: Some(usage(900)),
+            ..a.clone()
+        };
+        assert_eq!(a.key(), b.key());
+        assert_eq!(names(&a), names(&b));
+        assert_eq!(amounts(&a).collect::<Vec<_>>(), vec![1, 5, 1, 0]);
+        assert_eq!(amounts(&b).collect::<Vec<_>>(), vec![1, 900, 1, 0]);
+        let other = Outcome {
+            status: 201,
+            ..a.clone()
+        };
+        assert_ne!(a.key(), other.key());
+        let without_usage = Outcome { usage: None, ..a };
+        assert_eq!(names(&without_usage).len(), 1);
+        assert_eq!(amounts(&without_usage).collect::<Vec<_>>(), vec![1]);
     }
 
     #[test]

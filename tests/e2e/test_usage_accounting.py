@@ -63,6 +63,8 @@ def test_counters_equal_the_usage_the_backends_reported(gateway, backends):
     assert counter(text, "openai_gateway_requests_total", status_class="2xx", error_code="none", **labels) == 4
     assert counter(text, "openai_gateway_requests_total", key_id="test-metrics", status_class="4xx") == 1
     assert "# TYPE openai_gateway_requests_total counter" in text
+    # Every increment was accepted (Envoy refuses an increment of 0).
+    assert "cannot count" not in gateway.log() and "cannot define" not in gateway.log()
 
 
 def test_refused_keys_are_counted_by_error_code(gateway):
