@@ -8,7 +8,7 @@
 
 use crate::json::{span_of_str, splice, JsonObject};
 use crate::sse::Event;
-use serde_json::Value;
+use serde_json::value::RawValue;
 use std::ops::Range;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -43,16 +43,19 @@ pub fn adjust(json: &[u8]) -> Adjusted {
     }
     let mut usage = None;
     if let Some(raw) = object.get("usage") {
-        if let (Ok(Value::Object(fields)), Some(span)) = (
-            serde_json::from_str::<Value>(raw.get()),
+        // Read borrowed, member by member: no `Value` tree per response.
+        if let (Ok(fields), Some(span)) = (
+            JsonObject::parse(raw.get().as_bytes()),
             span_of_str(json, raw.get()),
         ) {
-            let number = |v: Option<&Value>| v.and_then(Value::as_u64).unwrap_or(0);
-            let cached = number(
-                fields
-                    .get("prompt_tokens_details")
-                    .and_then(|d| d.get("cached_tokens")),
-            );
+            let number = |raw: Option<&RawValue>| {
+                raw.and_then(|v| v.get().trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let cached = fields
+                .get("prompt_tokens_details")
+                .and_then(|d| JsonObject::parse(d.get().as_bytes()).ok())
+                .map_or(0, |details| number(details.get("cached_tokens")));
             usage = Some(Usage {
                 prompt_tokens: number(fields.get("prompt_tokens")),
                 completion_tokens: number(fields.get("completion_tokens")),
@@ -60,17 +63,20 @@ pub fn adjust(json: &[u8]) -> Adjusted {
                 cached_tokens: cached,
             });
             let mut added = String::new();
+            let mut members = fields.keys().count();
             for (name, value) in [
                 ("cache_read_input_tokens", cached),
                 ("cache_creation_input_tokens", 0),
             ] {
-                if !fields.contains_key(name) {
-                    let comma = if fields.is_empty() && added.is_empty() {
-                        ""
-                    } else {
-                        ","
-                    };
-                    added.push_str(&format!("{comma}\"{name}\":{value}"));
+                if fields.get(name).is_none() {
+                    if members > 0 {
+                        added.push(',');
+                    }
+                    added.push('"');
+                    added.push_str(name);
+                    added.push_str("\":");
+                    added.push_str(&value.to_string());
+                    members += 1;
                 }
             }
             if !added.is_empty() {
@@ -181,6 +187,7 @@ pub fn stream_error_event() -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn text(a: &Adjusted) -> String {
         String::from_utf8(a.bytes.clone().unwrap()).unwrap()
