@@ -16,7 +16,9 @@ test: build unit lint e2e
 # --- set-up -----------------------------------------------------------------
 setup: $(VENV)/.installed
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
-# The browser of the CORS test (tests/e2e/test_browser_cors.py).
+# wasm-opt (binaryen) shrinks the filter; chromium is the browser of the CORS
+# test (tests/e2e/test_browser_cors.py).
+	@command -v wasm-opt >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
 
 $(VENV)/.installed: tests/requirements.txt
@@ -29,6 +31,7 @@ build: setup wasm tools
 
 wasm:
 	$(CARGO) build --release --target wasm32-wasip1 -p openai-gateway
+	scripts/optimize-wasm.sh $(WASM)
 
 # The mock model backend and the rate-limit service double (native).
 tools:
