@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
 
-.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench clean
+.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench soak clean
 
 run: build
 	scripts/run-demo.sh
@@ -54,6 +54,10 @@ bench: build
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(CARGO) build --release --target wasm32-wasip1 -p noop-filter
 	$(PY) bench/run.py
+
+# Mixed load for 60 s at 256 connections with a backend outage (RELIABILITY.md).
+soak: build
+	$(PY) scripts/soak.py
 
 # --- generated files (tests fail when they are stale) ---------------------------
 docs:
