@@ -323,6 +323,7 @@ impl Gateway {
         if kind == BodyKind::None {
             return self.route_by_id(endpoint, headers, line, &key.id, edits);
         }
+        self.check_body_headers(headers, kind, end_of_stream)?;
         let pending = PendingBody {
             endpoint,
             kind,
@@ -341,6 +342,53 @@ impl Gateway {
             };
         }
         Ok(AfterHeaders::ReadBody(pending))
+    }
+
+    /// What the headers say about the body, checked before it is read: it
+    /// must be uncompressed, of the endpoint's content type, and not announce
+    /// more bytes than the gateway reads.
+    fn check_body_headers(
+        &self,
+        headers: &Headers,
+        kind: BodyKind,
+        end_of_stream: bool,
+    ) -> Result<(), ApiError> {
+        let length = first_header(headers, "content-length")
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if !end_of_stream && length != Some(0) {
+            check_content_encoding(headers)?;
+        }
+        check_content_type(first_header(headers, "content-type"), kind)?;
+        match length {
+            Some(length) if length > self.limits.max_request_bytes => Err(self.too_large()),
+            _ => Ok(()),
+        }
+    }
+
+    /// 413: the body is (or will be) larger than the gateway reads.
+    fn too_large(&self) -> ApiError {
+        let max = self.limits.max_request_bytes;
+        let readable = if max.is_multiple_of(1024 * 1024) {
+            format!(" ({} MiB)", max / (1024 * 1024))
+        } else {
+            String::new()
+        };
+        ApiError::with_status(
+            413,
+            format!(
+                "The request body is larger than this gateway accepts: at most {max} bytes{readable}. \
+                 Send a smaller request."
+            ),
+        )
+    }
+
+    /// A body still arriving (`received` bytes so far): refused once it is
+    /// larger than the gateway reads, without waiting for the rest (chunked
+    /// bodies announce no length).
+    pub fn on_partial_body(&self, received: usize) -> Option<Reply> {
+        let received = u64::try_from(received).unwrap_or(u64::MAX);
+        (received > self.limits.max_request_bytes).then(|| self.error_reply(&self.too_large()))
     }
 
     /// Calls by id: the id says which backend holds the object, if this
@@ -432,6 +480,9 @@ impl Gateway {
     }
 
     fn route_body(&self, pending: &PendingBody, body: &[u8]) -> Result<AfterBody, ApiError> {
+        if u64::try_from(body.len()).unwrap_or(u64::MAX) > self.limits.max_request_bytes {
+            return Err(self.too_large());
+        }
         let key = self
             .keys
             .get(pending.key)
@@ -693,6 +744,89 @@ impl Gateway {
             .headers
             .extend(ratelimit::openai_headers(&ratelimit::read(headers)));
         Some(reply)
+    }
+}
+
+/// A request body must reach the gateway as it is: the gateway reads it to
+/// route the request and does not decompress.
+fn check_content_encoding(headers: &Headers) -> Result<(), ApiError> {
+    for value in header_values(headers, "content-encoding") {
+        let value = String::from_utf8_lossy(value);
+        let compressed = value
+            .split(',')
+            .map(str::trim)
+            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
+        if compressed {
+            return Err(ApiError::with_status(
+                415,
+                format!(
+                    "Compressed request bodies are not accepted (content-encoding: {}): the gateway reads \
+                     the body to route the request and does not decompress it. Send the body uncompressed, \
+                     without a Content-Encoding header.",
+                    printable(&value, 64)
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// JSON endpoints take `application/json` (parameters allowed, the charset
+/// UTF-8 if given); the transcription endpoint takes multipart/form-data with
+/// a boundary. Anything else is a 415 that says what to send.
+fn check_content_type(value: Option<&[u8]>, kind: BodyKind) -> Result<(), ApiError> {
+    let value = value.map(String::from_utf8_lossy);
+    let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty());
+    let sent = || match value {
+        Some(v) => format!("`{}`", printable(v, 100)),
+        None => "no content type".to_string(),
+    };
+    match kind {
+        BodyKind::Json => {
+            let mut params = value.unwrap_or_default().split(';');
+            let media_type = params.next().unwrap_or_default().trim();
+            if !media_type.eq_ignore_ascii_case("application/json") {
+                return Err(ApiError::with_status(
+                    415,
+                    format!(
+                        "This endpoint takes a JSON body, and the request has {}. Send the body as JSON \
+                         with `Content-Type: application/json` (the OpenAI SDKs do).",
+                        sent()
+                    ),
+                ));
+            }
+            let charset = params.find_map(|p| {
+                let (name, value) = p.split_once('=')?;
+                name.trim()
+                    .eq_ignore_ascii_case("charset")
+                    .then(|| value.trim().trim_matches('"'))
+            });
+            match charset {
+                Some(c) if !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("utf8") => {
+                    Err(ApiError::with_status(
+                        415,
+                        format!(
+                            "The request body must be UTF-8 JSON, and the request has {}. Send UTF-8 with \
+                             `Content-Type: application/json`.",
+                            sent()
+                        ),
+                    ))
+                }
+                _ => Ok(()),
+            }
+        }
+        BodyKind::Multipart if value.and_then(multipart::boundary).is_none() => {
+            Err(ApiError::with_status(
+                415,
+                format!(
+                    "This endpoint takes multipart/form-data with `file` and `model` fields, and the request \
+                     has {}. Send `Content-Type: multipart/form-data; boundary=…` with the form (the OpenAI \
+                     SDKs do).",
+                    sent()
+                ),
+            ))
+        }
+        BodyKind::Multipart | BodyKind::None => Ok(()),
     }
 }
 
