@@ -3,6 +3,7 @@
 //! these functions and applies what they return.
 
 use crate::auth::KeyIndex;
+use crate::body_headers;
 use crate::catalog::{self, Category, Model};
 use crate::config::Gateway;
 use crate::endpoints::{self, BodyKind, Endpoint, Lookup};
@@ -353,13 +354,11 @@ impl Gateway {
         kind: BodyKind,
         end_of_stream: bool,
     ) -> Result<(), ApiError> {
-        let length = first_header(headers, "content-length")
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.trim().parse::<u64>().ok());
+        let length = body_headers::declared_length(headers);
         if !end_of_stream && length != Some(0) {
-            check_content_encoding(headers)?;
+            body_headers::check_encoding(headers)?;
         }
-        check_content_type(first_header(headers, "content-type"), kind)?;
+        body_headers::check_type(first_header(headers, "content-type"), kind)?;
         match length {
             Some(length) if length > self.limits.max_request_bytes => Err(self.too_large()),
             _ => Ok(()),
@@ -744,89 +743,6 @@ impl Gateway {
             .headers
             .extend(ratelimit::openai_headers(&ratelimit::read(headers)));
         Some(reply)
-    }
-}
-
-/// A request body must reach the gateway as it is: the gateway reads it to
-/// route the request and does not decompress.
-fn check_content_encoding(headers: &Headers) -> Result<(), ApiError> {
-    for value in header_values(headers, "content-encoding") {
-        let value = String::from_utf8_lossy(value);
-        let compressed = value
-            .split(',')
-            .map(str::trim)
-            .any(|coding| !coding.is_empty() && !coding.eq_ignore_ascii_case("identity"));
-        if compressed {
-            return Err(ApiError::with_status(
-                415,
-                format!(
-                    "Compressed request bodies are not accepted (content-encoding: {}): the gateway reads \
-                     the body to route the request and does not decompress it. Send the body uncompressed, \
-                     without a Content-Encoding header.",
-                    printable(&value, 64)
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// JSON endpoints take `application/json` (parameters allowed, the charset
-/// UTF-8 if given); the transcription endpoint takes multipart/form-data with
-/// a boundary. Anything else is a 415 that says what to send.
-fn check_content_type(value: Option<&[u8]>, kind: BodyKind) -> Result<(), ApiError> {
-    let value = value.map(String::from_utf8_lossy);
-    let value = value.as_deref().map(str::trim).filter(|v| !v.is_empty());
-    let sent = || match value {
-        Some(v) => format!("`{}`", printable(v, 100)),
-        None => "no content type".to_string(),
-    };
-    match kind {
-        BodyKind::Json => {
-            let mut params = value.unwrap_or_default().split(';');
-            let media_type = params.next().unwrap_or_default().trim();
-            if !media_type.eq_ignore_ascii_case("application/json") {
-                return Err(ApiError::with_status(
-                    415,
-                    format!(
-                        "This endpoint takes a JSON body, and the request has {}. Send the body as JSON \
-                         with `Content-Type: application/json` (the OpenAI SDKs do).",
-                        sent()
-                    ),
-                ));
-            }
-            let charset = params.find_map(|p| {
-                let (name, value) = p.split_once('=')?;
-                name.trim()
-                    .eq_ignore_ascii_case("charset")
-                    .then(|| value.trim().trim_matches('"'))
-            });
-            match charset {
-                Some(c) if !c.eq_ignore_ascii_case("utf-8") && !c.eq_ignore_ascii_case("utf8") => {
-                    Err(ApiError::with_status(
-                        415,
-                        format!(
-                            "The request body must be UTF-8 JSON, and the request has {}. Send UTF-8 with \
-                             `Content-Type: application/json`.",
-                            sent()
-                        ),
-                    ))
-                }
-                _ => Ok(()),
-            }
-        }
-        BodyKind::Multipart if value.and_then(multipart::boundary).is_none() => {
-            Err(ApiError::with_status(
-                415,
-                format!(
-                    "This endpoint takes multipart/form-data with `file` and `model` fields, and the request \
-                     has {}. Send `Content-Type: multipart/form-data; boundary=…` with the form (the OpenAI \
-                     SDKs do).",
-                    sent()
-                ),
-            ))
-        }
-        BodyKind::Multipart | BodyKind::None => Ok(()),
     }
 }
 
