@@ -50,14 +50,13 @@ impl KeyStore {
     /// Checks the request's `Authorization` header values (all of them, in
     /// order) and returns the key they name.
     pub fn authenticate(&self, authorization: &[&[u8]]) -> Result<KeyIndex, ApiError> {
-        let value =
-            match authorization {
-                [] => return Err(ApiError::unauthorized(MISSING)),
-                [one] => *one,
-                _ => return Err(ApiError::unauthorized(
-                    "Send exactly one Authorization header: `Authorization: Bearer YOUR_API_KEY`.",
-                )),
-            };
+        let value = match authorization {
+            [] => return Err(ApiError::unauthorized(MISSING)),
+            // Envoy joins a repeated header into one value with commas; no
+            // bearer token contains one.
+            [one] if !one.contains(&b',') => *one,
+            _ => return Err(ApiError::unauthorized(ONE_HEADER)),
+        };
         let token = bearer_token(value)?;
         let digest = sha256(token);
         // Compare against every key, without stopping early, so the time taken
@@ -71,6 +70,9 @@ impl KeyStore {
         found.ok_or_else(|| ApiError::invalid_api_key(incorrect_key_message(token)))
     }
 }
+
+const ONE_HEADER: &str =
+    "Send exactly one Authorization header: `Authorization: Bearer YOUR_API_KEY`.";
 
 const MISSING: &str = "You didn't provide an API key. Send it in the Authorization header as \
     `Authorization: Bearer YOUR_API_KEY` (the OpenAI SDKs do this when you set `api_key`).";
@@ -168,6 +170,9 @@ mod tests {
             (&[b"Basic c2stZGVtbzo="], None, "Only bearer"),
             (&[b"sk-demo"], None, "Only bearer"),
             (&[b"Bearer sk-demo", b"Bearer sk-demo"], None, "exactly one"),
+            // How Envoy hands over a repeated header.
+            (&[b"Bearer sk-demo,Bearer sk-demo"], None, "exactly one"),
+            (&[b"Bearer sk-demo, Bearer sk-other"], None, "exactly one"),
             (
                 &[b"Bearer sk-dem0"],
                 Some(ErrorCode::InvalidApiKey),
@@ -181,6 +186,17 @@ mod tests {
             // A Cyrillic look-alike of `sk-demo` is a different key.
             (
                 &["Bearer ѕk-demo".as_bytes()],
+                Some(ErrorCode::InvalidApiKey),
+                "Incorrect API key",
+            ),
+            // Fullwidth letters and a zero-width space are different keys too.
+            (
+                &["Bearer ｓｋ-ｄｅｍｏ".as_bytes()],
+                Some(ErrorCode::InvalidApiKey),
+                "Incorrect API key",
+            ),
+            (
+                &["Bearer sk-\u{200b}demo".as_bytes()],
                 Some(ErrorCode::InvalidApiKey),
                 "Incorrect API key",
             ),

@@ -66,10 +66,17 @@ pub fn markdown() -> String {
     let _ = writeln!(
         w,
         "For every JSON body: it must be one JSON object; a member name given twice anywhere in it, \
-         nesting deeper than 128 levels, `NaN`/`Infinity` and numbers out of range are refused with 400. \
-         Fields a table does not list are forwarded to the backend untouched; so are the bytes of the \
-         body, except where a row below says the gateway rewrites it (the rewrite is spliced in place and \
-         `content-length` fixed).\n"
+         nesting deeper than 128 levels, `NaN`/`Infinity` and numbers out of range (`1e400`) are refused \
+         with 400. Integer fields take integers only: `1.0` and `-0` (which JSON parsers read as a \
+         decimal) are refused there, and integers beyond 64 bits (`2^64`) are out of range; where any \
+         number is allowed, `-0` is 0. Fields a table does not list are forwarded to the backend \
+         untouched; so are the bytes of the body, except where a row below says the gateway rewrites it \
+         (the rewrite is spliced in place and `content-length` fixed).\n\n\
+         Before a body is read: it must be sent uncompressed (any `Content-Encoding` other than \
+         `identity` is refused with 415), with `Content-Type: application/json` (any parameters; \
+         a `charset` must be UTF-8) or, for audio transcriptions, `multipart/form-data` with a boundary \
+         (otherwise 415); a `content-length` over `limits.max_request_bytes` (26 MiB by default) is \
+         refused with 413, as is a chunked body once it grows past it.\n"
     );
     for row in MATRIX {
         let Support::Supported(endpoint) = row.support else {

@@ -30,6 +30,9 @@ pub struct PluginConfig {
     /// How requests are charged against token-per-minute limits.
     #[serde(default)]
     pub token_limits: TokenLimits,
+    /// What a request may carry.
+    #[serde(default)]
+    pub limits: Limits,
     /// Secret (at least 32 bytes) that authenticates the ids the gateway
     /// issues for stored responses, deferred completions and video jobs;
     /// every replica must share it. Without it, calls by id answer 404.
@@ -50,6 +53,31 @@ impl Default for TokenLimits {
     fn default() -> Self {
         TokenLimits {
             default_max_tokens: 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// The largest request body the gateway reads, in bytes (default 26 MiB:
+    /// a 25 MB audio upload with its form framing). A larger `content-length`
+    /// is refused with 413 before the body is read; a chunked body is refused
+    /// once it grows past it. Envoy buffers the body too: its buffer limit
+    /// (the listener's `per_connection_buffer_limit_bytes`) must be at least
+    /// this, or Envoy answers 413 first (also as an OpenAI error envelope).
+    #[cfg_attr(feature = "schema", schemars(range(min = 1)))]
+    pub max_request_bytes: u64,
+}
+
+/// 26 MiB, the demo listener's `per_connection_buffer_limit_bytes`.
+pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 26 * 1024 * 1024;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
         }
     }
 }
@@ -147,6 +175,7 @@ pub struct Gateway {
     pub headers: HeaderNames,
     pub doc_url: Option<String>,
     pub token_limits: TokenLimits,
+    pub limits: Limits,
     pub ids: Option<IdCodec>,
 }
 
@@ -281,6 +310,9 @@ impl TryFrom<PluginConfig> for Gateway {
                 );
             }
         }
+        if config.limits.max_request_bytes == 0 {
+            return fail("limits.max_request_bytes: must be at least 1".into());
+        }
         if let Some(url) = &config.doc_url {
             if url.is_empty() || url.chars().any(char::is_control) {
                 return fail("doc_url: must be a non-empty URL".into());
@@ -294,6 +326,7 @@ impl TryFrom<PluginConfig> for Gateway {
             headers: config.headers,
             doc_url: config.doc_url,
             token_limits: config.token_limits,
+            limits: config.limits,
             ids: config
                 .id_secret
                 .as_deref()
@@ -414,6 +447,18 @@ pub(crate) mod tests {
             Some("Bearer backend-b-token")
         );
         assert_eq!(g.headers, HeaderNames::default());
+        assert_eq!(g.limits.max_request_bytes, 27_262_976);
+    }
+
+    #[test]
+    fn limits_are_read_and_checked() {
+        let mut config = sample();
+        config["limits"] = json!({"max_request_bytes": 1024});
+        let g = Gateway::try_from(config.to_string().as_bytes()).unwrap();
+        assert_eq!(g.limits.max_request_bytes, 1024);
+        config["limits"] = json!({});
+        let g = Gateway::try_from(config.to_string().as_bytes()).unwrap();
+        assert_eq!(g.limits, Limits::default());
     }
 
     #[test]
@@ -487,6 +532,18 @@ pub(crate) mod tests {
             ),
             (|c| c["doc_url"] = json!(""), "doc_url"),
             (|c| c["id_secret"] = json!("short"), "id_secret"),
+            (
+                |c| c["limits"] = json!({"max_request_bytes": 0}),
+                "limits.max_request_bytes",
+            ),
+            (
+                |c| c["limits"] = json!({"max_request_bytes": -1}),
+                "invalid value",
+            ),
+            (
+                |c| c["limits"] = json!({"max_body": 1}),
+                "unknown field `max_body`",
+            ),
         ];
         for (edit, needle) in cases {
             let mut config = sample();

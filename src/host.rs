@@ -269,7 +269,14 @@ impl HttpContext for Exchange {
             return Action::Continue;
         }
         if !end_of_stream {
-            // Buffer until the whole body is there.
+            // Buffer until the whole body is there, unless it is already too large.
+            if let Some(reply) = self
+                .gateway
+                .as_ref()
+                .and_then(|g| g.on_partial_body(body_size))
+            {
+                return self.send(&reply);
+            }
             return Action::Pause;
         }
         self.decide_body(body_size)

@@ -6,6 +6,7 @@
 //! natively; [`host`] is the only module that talks to the proxy-wasm host.
 
 pub mod auth;
+pub mod body_headers;
 pub mod catalog;
 pub mod charger;
 pub mod compat;

@@ -3,6 +3,7 @@
 //! these functions and applies what they return.
 
 use crate::auth::KeyIndex;
+use crate::body_headers;
 use crate::catalog::{self, Category, Model};
 use crate::config::Gateway;
 use crate::endpoints::{self, BodyKind, Endpoint, Lookup};
@@ -323,6 +324,7 @@ impl Gateway {
         if kind == BodyKind::None {
             return self.route_by_id(endpoint, headers, line, &key.id, edits);
         }
+        self.check_body_headers(headers, kind, end_of_stream)?;
         let pending = PendingBody {
             endpoint,
             kind,
@@ -341,6 +343,51 @@ impl Gateway {
             };
         }
         Ok(AfterHeaders::ReadBody(pending))
+    }
+
+    /// What the headers say about the body, checked before it is read: it
+    /// must be uncompressed, of the endpoint's content type, and not announce
+    /// more bytes than the gateway reads.
+    fn check_body_headers(
+        &self,
+        headers: &Headers,
+        kind: BodyKind,
+        end_of_stream: bool,
+    ) -> Result<(), ApiError> {
+        let length = body_headers::declared_length(headers);
+        if !end_of_stream && length != Some(0) {
+            body_headers::check_encoding(headers)?;
+        }
+        body_headers::check_type(first_header(headers, "content-type"), kind)?;
+        match length {
+            Some(length) if length > self.limits.max_request_bytes => Err(self.too_large()),
+            _ => Ok(()),
+        }
+    }
+
+    /// 413: the body is (or will be) larger than the gateway reads.
+    fn too_large(&self) -> ApiError {
+        let max = self.limits.max_request_bytes;
+        let readable = if max.is_multiple_of(1024 * 1024) {
+            format!(" ({} MiB)", max / (1024 * 1024))
+        } else {
+            String::new()
+        };
+        ApiError::with_status(
+            413,
+            format!(
+                "The request body is larger than this gateway accepts: at most {max} bytes{readable}. \
+                 Send a smaller request."
+            ),
+        )
+    }
+
+    /// A body still arriving (`received` bytes so far): refused once it is
+    /// larger than the gateway reads, without waiting for the rest (chunked
+    /// bodies announce no length).
+    pub fn on_partial_body(&self, received: usize) -> Option<Reply> {
+        let received = u64::try_from(received).unwrap_or(u64::MAX);
+        (received > self.limits.max_request_bytes).then(|| self.error_reply(&self.too_large()))
     }
 
     /// Calls by id: the id says which backend holds the object, if this
@@ -432,6 +479,9 @@ impl Gateway {
     }
 
     fn route_body(&self, pending: &PendingBody, body: &[u8]) -> Result<AfterBody, ApiError> {
+        if u64::try_from(body.len()).unwrap_or(u64::MAX) > self.limits.max_request_bytes {
+            return Err(self.too_large());
+        }
         let key = self
             .keys
             .get(pending.key)

@@ -41,6 +41,7 @@ fn the_schema_describes_the_demo_config_fields() {
         "headers",
         "doc_url",
         "token_limits",
+        "limits",
         "id_secret",
     ] {
         assert!(properties.contains_key(field), "{field}");

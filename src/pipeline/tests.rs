@@ -179,6 +179,7 @@ fn internal_headers_are_always_stripped_and_key_id_set() {
     let g = gateway();
     let spoofed = [
         DEMO,
+        JSON_CT,
         ("x-gateway-key-id", "admin"),
         ("x-gateway-backend", "backend-b"),
         ("x-gateway-model", "bge-m3"),
@@ -462,7 +463,7 @@ fn body_stage_table() {
                 &[DEMO, ("content-type", "application/json")],
                 b"{}",
             ),
-            400,
+            415,
             None,
             None,
         ),
@@ -812,5 +813,285 @@ fn streams_always_ask_the_backend_for_usage() {
         }
         assert_eq!(response.hide_usage_chunk, hide, "{body}");
         assert!(response.adjust_body);
+    }
+}
+
+/// A gateway reading at most `max` body bytes.
+fn gateway_with_max_body(max: u64) -> Gateway {
+    let mut config = crate::config::tests::sample();
+    config["limits"] = serde_json::json!({"max_request_bytes": max});
+    Gateway::try_from(config.to_string().as_bytes()).unwrap()
+}
+
+/// The header stage's answer to a request whose body is still to come.
+fn header_stage(g: &Gateway, path: &str, extra: &[(&str, &str)]) -> AfterHeaders {
+    g.on_request_headers(&headers("POST", path, extra), false)
+        .next
+}
+
+fn refused(next: &AfterHeaders, status: u16, needle: &str) {
+    let AfterHeaders::Reply(reply) = next else {
+        panic!("expected {status}, got {next:?}")
+    };
+    assert_eq!(
+        reply.status,
+        status,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let v = envelope(reply);
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(v["error"]["param"], Value::Null);
+    assert_eq!(v["error"]["code"], Value::Null);
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(needle), "{message}");
+}
+
+#[test]
+fn compressed_bodies_are_refused_before_they_are_read() {
+    let g = gateway();
+    let chat = "/v1/chat/completions";
+    for coding in ["gzip", "GZIP", "br", "deflate", "zstd", "identity, gzip"] {
+        let next = header_stage(&g, chat, &[DEMO, JSON_CT, ("content-encoding", coding)]);
+        refused(&next, 415, "Send the body uncompressed");
+    }
+    for coding in ["identity", "Identity", ""] {
+        let next = header_stage(&g, chat, &[DEMO, JSON_CT, ("content-encoding", coding)]);
+        assert!(
+            matches!(next, AfterHeaders::ReadBody(_)),
+            "{coding}: {next:?}"
+        );
+    }
+    // Multipart bodies too.
+    let form = ("content-type", "multipart/form-data; boundary=b0");
+    let next = header_stage(
+        &g,
+        "/v1/audio/transcriptions",
+        &[DEMO, form, ("content-encoding", "gzip")],
+    );
+    refused(&next, 415, "uncompressed");
+    // Without a body there is nothing to decompress: the empty body is the fault.
+    let gzip = ("content-encoding", "gzip");
+    let outcome = g.on_request_headers(&headers("POST", chat, &[DEMO, JSON_CT, gzip]), true);
+    refused(&outcome.next, 400, "body is empty");
+    let next = header_stage(&g, chat, &[DEMO, JSON_CT, gzip, ("content-length", "0")]);
+    assert!(matches!(next, AfterHeaders::ReadBody(_)), "{next:?}");
+    // Authentication comes first.
+    let next = header_stage(&g, chat, &[JSON_CT, gzip]);
+    refused(&next, 401, "API key");
+}
+
+#[test]
+fn content_type_must_match_the_endpoint() {
+    let g = gateway();
+    let chat = "/v1/chat/completions";
+    let transcriptions = "/v1/audio/transcriptions";
+    let accepted: &[(&str, &str)] = &[
+        (chat, "application/json"),
+        (chat, "Application/JSON"),
+        (chat, "application/json; charset=utf-8"),
+        (chat, "application/json;charset=\"UTF-8\""),
+        (chat, " application/json ; charset=utf8"),
+        ("/v1/embeddings", "application/json; foo=bar"),
+        (transcriptions, "multipart/form-data; boundary=b0"),
+        (transcriptions, "Multipart/Form-Data; boundary=\"x y\""),
+    ];
+    for (path, content_type) in accepted {
+        let next = header_stage(&g, path, &[DEMO, ("content-type", content_type)]);
+        assert!(
+            matches!(next, AfterHeaders::ReadBody(_)),
+            "{path} {content_type}: {next:?}"
+        );
+    }
+    let refusals: &[(&str, Option<&str>, &str)] = &[
+        (chat, None, "has no content type"),
+        (chat, Some(""), "has no content type"),
+        (chat, Some("text/plain"), "has `text/plain`"),
+        (
+            chat,
+            Some("application/x-www-form-urlencoded"),
+            "Content-Type: application/json",
+        ),
+        (
+            chat,
+            Some("application/jsonx"),
+            "Content-Type: application/json",
+        ),
+        (chat, Some("text/json"), "Content-Type: application/json"),
+        // Two Content-Type headers, as Envoy joins them.
+        (
+            chat,
+            Some("application/json,text/plain"),
+            "Content-Type: application/json",
+        ),
+        (
+            chat,
+            Some("application/json; charset=utf-16"),
+            "must be UTF-8",
+        ),
+        (
+            chat,
+            Some("multipart/form-data; boundary=b0"),
+            "takes a JSON body",
+        ),
+        (transcriptions, None, "multipart/form-data; boundary="),
+        (
+            transcriptions,
+            Some("application/json"),
+            "has `application/json`",
+        ),
+        (transcriptions, Some("multipart/form-data"), "boundary="),
+        (
+            transcriptions,
+            Some("multipart/mixed; boundary=b0"),
+            "multipart/form-data",
+        ),
+    ];
+    for (path, content_type, needle) in refusals {
+        let mut extra = vec![DEMO];
+        if let Some(value) = content_type {
+            extra.push(("content-type", value));
+        }
+        let next = header_stage(&g, path, &extra);
+        refused(&next, 415, needle);
+        // Also when no body follows.
+        let outcome = g.on_request_headers(&headers("POST", path, &extra), true);
+        refused(&outcome.next, 415, needle);
+    }
+    // Control characters in the value are not echoed.
+    let next = header_stage(&g, chat, &[DEMO, ("content-type", "text/x\u{1b}[31m")]);
+    let AfterHeaders::Reply(reply) = next else {
+        panic!()
+    };
+    assert!(!String::from_utf8_lossy(&reply.body).contains('\u{1b}'));
+    // Requests without a body are not concerned.
+    let outcome = g.on_request_headers(&headers("GET", "/v1/models", &[DEMO]), true);
+    assert_eq!(reply_of(&outcome).status, 200);
+}
+
+#[test]
+fn bodies_over_the_limit_are_413_before_or_while_they_arrive() {
+    let g = gateway_with_max_body(100);
+    let chat = "/v1/chat/completions";
+    // An announced length over the limit: refused before the body is read.
+    let next = header_stage(&g, chat, &[DEMO, JSON_CT, ("content-length", "101")]);
+    refused(&next, 413, "at most 100 bytes");
+    for length in ["100", "0", "not-a-number"] {
+        let next = header_stage(&g, chat, &[DEMO, JSON_CT, ("content-length", length)]);
+        assert!(
+            matches!(next, AfterHeaders::ReadBody(_)),
+            "{length}: {next:?}"
+        );
+    }
+    // A chunked body: refused as soon as more than the limit has arrived.
+    assert_eq!(g.on_partial_body(0), None);
+    assert_eq!(g.on_partial_body(100), None);
+    let reply = g.on_partial_body(101).unwrap();
+    assert_eq!(reply.status, 413);
+    assert!(envelope(&reply)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("larger than this gateway accepts"));
+    // The whole body, as the last check.
+    let AfterHeaders::ReadBody(pending) = header_stage(&g, chat, &[DEMO, JSON_CT]) else {
+        panic!()
+    };
+    let body = format!(
+        r#"{{"model":"qwen2.5-coder-7b","messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "x".repeat(100)
+    );
+    let AfterBody::Reply(reply) = g.on_request_body(&pending, body.as_bytes()) else {
+        panic!("forwarded")
+    };
+    assert_eq!(reply.status, 413);
+    // The default limit is 26 MiB, and the message says so.
+    let g = gateway();
+    let next = header_stage(&g, chat, &[DEMO, JSON_CT, ("content-length", "27262977")]);
+    refused(&next, 413, "at most 27262976 bytes (26 MiB)");
+    let next = header_stage(&g, chat, &[DEMO, JSON_CT, ("content-length", "27262976")]);
+    assert!(matches!(next, AfterHeaders::ReadBody(_)));
+    assert_eq!(g.on_partial_body(27_262_976), None);
+    assert!(g.on_partial_body(27_262_977).is_some());
+}
+
+#[test]
+fn numbers_at_the_edges_of_json() {
+    let chat = |extra: &str| {
+        let body = format!(
+            r#"{{"model":"qwen2.5-coder-7b","messages":[{{"role":"user","content":"hi"}}]{extra}}}"#
+        );
+        run(
+            "POST",
+            "/v1/chat/completions",
+            &[DEMO, JSON_CT],
+            body.as_bytes(),
+        )
+        .1
+    };
+    // (member, status, param, words of the message)
+    let cases: &[(&str, u16, Option<&str>, &str)] = &[
+        (r#","max_tokens":1e400"#, 400, None, "could not parse"),
+        (r#","temperature":-1e400"#, 400, None, "could not parse"),
+        (r#","temperature":NaN"#, 400, None, "could not parse"),
+        (r#","temperature":Infinity"#, 400, None, "could not parse"),
+        (r#","temperature":-Infinity"#, 400, None, "could not parse"),
+        // 2^64 does not fit any integer type; 2^63 only an unsigned one.
+        (
+            r#","max_tokens":18446744073709551616"#,
+            400,
+            Some("max_tokens"),
+            "out of the integer range",
+        ),
+        (
+            r#","max_tokens":9223372036854775808"#,
+            400,
+            Some("max_tokens"),
+            "out of the integer range",
+        ),
+        (
+            r#","seed":-18446744073709551616"#,
+            400,
+            Some("seed"),
+            "out of the integer range",
+        ),
+        (
+            r#","temperature":18446744073709551616"#,
+            400,
+            Some("temperature"),
+            "out of range",
+        ),
+        // JSON parsers read -0 as a decimal: refused where an integer is expected...
+        (
+            r#","max_tokens":-0"#,
+            400,
+            Some("max_tokens"),
+            "expected an integer",
+        ),
+        (
+            r#","max_tokens":1.0"#,
+            400,
+            Some("max_tokens"),
+            "expected an integer",
+        ),
+    ];
+    for (member, status, param, needle) in cases {
+        let AfterBody::Reply(reply) = chat(member) else {
+            panic!("{member}: forwarded")
+        };
+        assert_eq!(reply.status, *status, "{member}");
+        let v = envelope(&reply);
+        assert_eq!(v["error"]["param"].as_str(), *param, "{member}: {v}");
+        let message = v["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{member}: {message}");
+    }
+    // ...and accepted, forwarded as sent, where any number in range is.
+    for member in [
+        r#","temperature":-0"#,
+        r#","temperature":-0.0"#,
+        r#","top_p":1e-400"#,
+        r#","max_tokens":9223372036854775807"#,
+    ] {
+        let (_, new_body) = forwarded(chat(member));
+        assert_eq!(new_body, None, "{member}");
     }
 }

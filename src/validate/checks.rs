@@ -44,7 +44,14 @@ pub fn integer(value: &Json, path: &Path) -> Result<i64> {
     match value {
         Json::Number(n) => match n.as_i64() {
             Some(i) => Ok(i),
-            None if n.is_u64() => Err(invalid(path, format!("{n} is too large."))),
+            // Integers past u64 (2^64 and up) are read as decimals: a whole
+            // one that large is still an integer, out of range.
+            None if n.is_u64()
+                || n.as_f64()
+                    .is_some_and(|x| x.fract() == 0.0 && x.abs() >= 2f64.powi(63)) =>
+            {
+                Err(invalid(path, format!("{n} is out of the integer range.")))
+            }
             None => Err(type_error(path, "an integer", value)),
         },
         _ => Err(type_error(path, "an integer", value)),
