@@ -722,6 +722,10 @@ impl Gateway {
                 printable(&request.method, 16),
                 printable(&request.path, 256)
             ),
+            408 => format!(
+                "The request was not received in time ({details}): the client stopped sending its \
+                 headers or body. Send the whole request without pausing."
+            ),
             413 => "The request body is larger than this gateway accepts. Send a smaller request.".to_string(),
             502..=504 => format!(
                 "The model backend is unavailable or did not answer in time ({details}). Retry the request later."

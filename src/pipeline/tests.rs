@@ -584,6 +584,7 @@ fn local_replies_become_envelopes() {
     let cases = [
         (404, "route_not_found", "No backend route"),
         (413, "request_payload_too_large", "larger than"),
+        (408, "request_overall_timeout", "not received in time"),
         (503, "no_healthy_upstream", "unavailable"),
         (
             503,
