@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
 
-.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench soak clean
+.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench bench-peers bench-micro soak clean
 
 run: build
 	scripts/run-demo.sh
@@ -54,6 +54,12 @@ bench: build
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(CARGO) build --release --target wasm32-wasip1 -p noop-filter
 	$(PY) bench/run.py
+
+# Scenario 1 through plain Envoy, the gateway and LiteLLM proxy (installed once
+# into .venv-litellm): bench/peers-results.{json,md}.
+bench-peers: build
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) bench/run.py --peers
 
 # Mixed load for 60 s at 256 connections with a backend outage (RELIABILITY.md).
 soak: build

@@ -15,7 +15,8 @@ Options (environment):
   BENCH_ONLY           comma-separated scenario ids to run (default: all)
   BENCH_SOAK_REQUESTS  requests for the footprint soak (default 1000000; 0 skips)
   BENCH_FILTER_ONLY=1  the gateway without its rate-limit filters
-  BENCH_PEERS=1        also LiteLLM proxy for scenario 1 (make bench-peers)
+  --peers              scenario 1 only, plus LiteLLM proxy (make bench-peers),
+                       written to bench/peers-results.{json,md}
 
 Writes bench/results.json and bench/results.md (see BENCHMARKS.md)."""
 
@@ -44,7 +45,9 @@ import yaml  # noqa: E402
 NOOP_WASM = ROOT / "target/wasm32-wasip1/release/noop_filter.wasm"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SOAK_REQUESTS = int(os.environ.get("BENCH_SOAK_REQUESTS", "1000000"))
-ONLY = {s for s in os.environ.get("BENCH_ONLY", "").split(",") if s}
+PEERS = "--peers" in sys.argv[1:]
+# make bench-peers: scenario 1 and the peer only, written beside the main results.
+ONLY = {s for s in os.environ.get("BENCH_ONLY", "chat-1k" if PEERS else "").split(",") if s}
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ENVOY_CPU, LOAD_CPU = "0", "1"
@@ -260,6 +263,38 @@ def soak(envoys: dict, tmp: Path, target: int) -> dict:
             "rss_growth_after_first_slice_mb": round(samples[-1]["rss_mb"] - after_first, 1)}
 
 
+def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
+    """Scenario 1 through plain Envoy, the gateway and LiteLLM proxy, one after
+    the other (LiteLLM cannot be co-scheduled with an Envoy meaningfully: it
+    serves a hundredth of the load), same wrk command, 30 s request timeout."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import peers as peer_bench  # noqa: PLC0415
+
+    body = chat_body(1024)
+    rows = {}
+    for name in ("plain", "gateway"):
+        proc, port = envoys[name]
+        peer_bench.wrk(port, body, 2, tmp)  # warm up
+        before = cpu_seconds(proc.pid)
+        measured = peer_bench.wrk(port, body, SECONDS, tmp)
+        measured["proxy_cpu_us_per_request"] = round((cpu_seconds(proc.pid) - before) * 1e6 / max(measured["requests"], 1), 1)
+        rows[name] = measured
+    rows["litellm"] = peer_bench.measure_litellm(backend_port, tmp, SECONDS)
+    g, lite = rows["gateway"], rows["litellm"]
+    out = {"rows": rows, "gateway/litellm rps": round(g["rps"] / lite["rps"], 1),
+           "litellm/gateway p99": round(lite["p99_us"] / g["p99_us"], 1)}
+    lines = [f"| chat 1 KB, 32 connections, {SECONDS} s each | req/s | p50 (µs) | p99 (µs) | proxy CPU µs/req |",
+             "|---|---|---|---|---|"]
+    for name, title in (("plain", "plain Envoy"), ("gateway", "gateway"),
+                        ("litellm", f"LiteLLM proxy {lite['litellm_version']}")):
+        r = rows[name]
+        lines.append(f"| {title} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['proxy_cpu_us_per_request']} |")
+    out["markdown"] = "\n".join(lines) + (f"\n\nGateway vs LiteLLM: **{out['gateway/litellm rps']}×** the requests/s, "
+                                          f"**{out['litellm/gateway p99']}×** lower p99.\n")
+    print(out["markdown"], flush=True)
+    return out
+
+
 def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | None, peers: dict | None) -> str:
     lines = ["| scenario | plain req/s | gateway req/s | **gateway/plain** | no-op/plain | gateway p50 / p99 (µs) | plain p50 / p99 (µs) "
              "| Envoy CPU µs/req plain / gateway | added by gateway / by no-op (µs) |",
@@ -313,10 +348,8 @@ def main() -> int:
                     rows.append(run_scenario(envoys, scenario, tmp))
             if not ONLY or STREAM_ID in ONLY:
                 stream = run_stream(envoys)
-            if os.environ.get("BENCH_PEERS"):
-                sys.path.insert(0, str(ROOT / "bench"))
-                import peers as peer_bench  # noqa: PLC0415
-                peers = peer_bench.compare(envoys, backend.port, tmp, SECONDS)
+            if PEERS:
+                peers = compare_peers(envoys, backend.port, tmp)
             if SOAK_REQUESTS and (not ONLY or "soak" in ONLY):
                 soaked = soak(envoys, tmp, SOAK_REQUESTS)
     finally:
@@ -328,9 +361,10 @@ def main() -> int:
             "envoy_cpu": ENVOY_CPU, "load_cpu": LOAD_CPU, "rss_idle_mb": rss_idle,
             "filter_only": bool(os.environ.get("BENCH_FILTER_ONLY"))}
     result = {"meta": meta, "scenarios": rows, "stream": stream, "soak": soaked, "peers": peers}
-    (ROOT / "bench/results.json").write_text(json.dumps(result, indent=1) + "\n")
+    stem = "bench/peers-results" if PEERS else "bench/results"
+    (ROOT / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     table = markdown(meta, rows, stream, soaked, peers)
-    (ROOT / "bench/results.md").write_text(table)
+    (ROOT / f"{stem}.md").write_text(table)
     print("\n" + table)
     return 0
 
