@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
 
-.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench clean
+.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench bench-micro clean
 
 run: build
 	scripts/run-demo.sh
@@ -49,6 +49,11 @@ bench: build
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(CARGO) build --release --target wasm32-wasip1 -p noop-filter
 	$(PY) bench/run.py
+
+# Native criterion microbenchmarks of the request and response paths, in MB/s
+# (benches/; about 2 minutes once built). Reports: target/criterion/.
+bench-micro:
+	$(CARGO) bench -p openai-gateway
 
 # --- generated files (tests fail when they are stale) ---------------------------
 docs:
