@@ -176,18 +176,19 @@ mod native {
         }
     }
 
-    fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-        group
+    /// Short runs, so `make bench-micro` takes about two minutes; the
+    /// command line overrides them (`cargo bench -- --measurement-time 10`).
+    fn config() -> Criterion {
+        Criterion::default()
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(2))
-            .sample_size(30);
+            .sample_size(30)
     }
 
     fn chat_single_body(c: &mut Criterion) {
         let g = gateway();
         let p = pending(&g, "/v1/chat/completions");
         let mut group = c.benchmark_group("chat_single");
-        configure(&mut group);
         for (label, size) in SIZES {
             let body = chat_single(size);
             // The model has an upstream name: the body is rewritten.
@@ -206,7 +207,6 @@ mod native {
         let p = pending(&g, "/v1/chat/completions");
         let (_, model) = g.catalog.resolve("gpt-4o-mini").unwrap();
         let mut group = c.benchmark_group("chat_conversation");
-        configure(&mut group);
         for (label, size) in SIZES {
             let body = chat_conversation(size);
             assert_forwarded(&decide(&g, &h, &body), true);
@@ -248,7 +248,6 @@ mod native {
         let g = gateway();
         let h = headers("/v1/chat/completions");
         let mut group = c.benchmark_group("headers");
-        configure(&mut group);
         group.bench_function("chat", |b| {
             b.iter(|| g.on_request_headers(black_box(&h), false))
         });
@@ -259,7 +258,6 @@ mod native {
         let g = gateway();
         let h = headers("/v1/embeddings");
         let mut group = c.benchmark_group("embeddings");
-        configure(&mut group);
         // bench/run.py's 8 inputs, and a 1,024-input batch (~64 KiB).
         for inputs in [8usize, 1024] {
             let body = embeddings(inputs);
@@ -275,11 +273,9 @@ mod native {
         group.finish();
     }
 
-    criterion_group!(
-        benches,
-        header_stage,
-        chat_single_body,
-        chat_conversation_steps,
-        embeddings_whole
-    );
+    criterion_group! {
+        name = benches;
+        config = config();
+        targets = header_stage, chat_single_body, chat_conversation_steps, embeddings_whole
+    }
 }

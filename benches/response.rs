@@ -158,16 +158,17 @@ mod native {
         events
     }
 
-    fn configure(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>) {
-        group
+    /// Short runs, so `make bench-micro` takes about two minutes; the
+    /// command line overrides them (`cargo bench -- --measurement-time 10`).
+    fn config() -> Criterion {
+        Criterion::default()
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(2))
-            .sample_size(30);
+            .sample_size(30)
     }
 
     fn sse(c: &mut Criterion) {
         let mut group = c.benchmark_group("sse");
-        configure(&mut group);
         for (style, fingerprint) in [("openai", true), ("vllm", false)] {
             let body = stream(fingerprint);
             group.throughput(Throughput::Bytes(body.len() as u64));
@@ -213,7 +214,6 @@ mod native {
         let usage_only: &Event = &all[all.len() - 2];
         assert!(usage::adjust_event(usage_only, true).0.is_none());
         let mut group = c.benchmark_group("event");
-        configure(&mut group);
         for (name, event, hide) in [
             ("content chunk", content, false),
             ("usage-only chunk, shown", usage_only, false),
@@ -258,7 +258,6 @@ mod native {
 
     fn json_responses(c: &mut Criterion) {
         let mut group = c.benchmark_group("json");
-        configure(&mut group);
         for (name, body) in [
             ("chat.completion", chat_completion()),
             ("embeddings", embeddings_response()),
@@ -278,5 +277,9 @@ mod native {
         group.finish();
     }
 
-    criterion_group!(benches, sse, events, json_responses);
+    criterion_group! {
+        name = benches;
+        config = config();
+        targets = sse, events, json_responses
+    }
 }
