@@ -462,7 +462,7 @@ impl Gateway {
                 if hide_usage_chunk {
                     effects.rewrites.push(Rewrite::IncludeUsage);
                 }
-                let new_body = rewrite_json(body, requested, model, &effects.rewrites)?;
+                let new_body = rewrite_json(body, &document, requested, model, &effects.rewrites)?;
                 let headers = effects
                     .response_headers
                     .iter()
@@ -716,8 +716,10 @@ fn model_member<'a>(document: &json::Members<'a>) -> Result<&'a str, ApiError> {
 
 /// The body to forward: the client's, unless the model name or a rewrite
 /// from validation changes it. Changes are spliced into the original bytes.
+/// `document` is `body` parsed.
 fn rewrite_json(
     body: &[u8],
+    document: &json::Members,
     requested: &str,
     model: &Model,
     rewrites: &[Rewrite],
@@ -754,7 +756,9 @@ fn rewrite_json(
                 let span = json::span_of_str(body, value.get()).ok_or_else(failed)?;
                 edits.push((span, json.as_bytes().to_vec()));
             }
-            Rewrite::IncludeUsage => edits.push(include_usage_edit(body).ok_or_else(failed)?),
+            Rewrite::IncludeUsage => {
+                edits.push(include_usage_edit(body, document).ok_or_else(failed)?)
+            }
             Rewrite::Insert { name, json } => {
                 let open = body.iter().position(|b| *b == b'{').ok_or_else(failed)? + 1;
                 edits.push((open..open, format!("\"{name}\":{json},").into_bytes()));
@@ -805,15 +809,18 @@ fn has_usage(endpoint: Endpoint) -> bool {
 }
 
 /// The splice that makes `stream_options.include_usage` true.
-fn include_usage_edit(body: &[u8]) -> Option<(Range<usize>, Vec<u8>)> {
-    let object = JsonObject::parse(body).ok()?;
-    let Some(options) = object.get("stream_options").filter(|o| o.get() != "null") else {
+fn include_usage_edit(body: &[u8], document: &json::Members) -> Option<(Range<usize>, Vec<u8>)> {
+    // Usually the client sent no `stream_options`: insert it, without
+    // reading the body a second time for the raw span of a member it lacks.
+    if json::member(document, "stream_options").is_none_or(Json::is_null) {
         let open = body.iter().position(|b| *b == b'{')? + 1;
         return Some((
             open..open,
             br#""stream_options":{"include_usage":true},"#.to_vec(),
         ));
-    };
+    }
+    let object = JsonObject::parse(body).ok()?;
+    let options = object.get("stream_options")?;
     let span = json::span_of_str(body, options.get())?;
     let inner = JsonObject::parse(options.get().as_bytes()).ok()?;
     match inner.get("include_usage") {
