@@ -765,12 +765,19 @@ fn rewrite_json(
             }
         }
     }
-    // Apply from the end so earlier offsets stay valid.
+    // One copy, in body order: the edits sorted from the end (a stable sort,
+    // the same as `usage`'s), taken backwards. Insertions at the same offset
+    // thus go in the reverse of the order they were made.
     edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
-    let mut out = body.to_vec();
-    for (range, replacement) in edits {
-        out = json::splice(&out, range, &replacement).ok_or_else(failed)?;
+    let added: usize = edits.iter().map(|(_, replacement)| replacement.len()).sum();
+    let mut out = Vec::with_capacity(body.len() + added);
+    let mut copied = 0;
+    for (range, replacement) in edits.iter().rev() {
+        out.extend_from_slice(body.get(copied..range.start).ok_or_else(failed)?);
+        out.extend_from_slice(replacement);
+        copied = range.end;
     }
+    out.extend_from_slice(body.get(copied..).ok_or_else(failed)?);
     Ok(Some(out))
 }
 
