@@ -65,6 +65,11 @@ bench-peers: build
 soak: build
 	$(PY) scripts/soak.py
 
+# Native criterion microbenchmarks of the request and response paths, in MB/s
+# (benches/; about 2 minutes once built). Reports: target/criterion/.
+bench-micro:
+	$(CARGO) bench -p openai-gateway
+
 # --- generated files (tests fail when they are stale) ---------------------------
 docs:
 	UPDATE_DOCS=1 $(CARGO) test -p openai-gateway --features schema --test compat_doc --test config_schema

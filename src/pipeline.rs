@@ -512,7 +512,7 @@ impl Gateway {
                 if hide_usage_chunk {
                     effects.rewrites.push(Rewrite::IncludeUsage);
                 }
-                let new_body = rewrite_json(body, requested, model, &effects.rewrites)?;
+                let new_body = rewrite_json(body, &document, requested, model, &effects.rewrites)?;
                 let headers = effects
                     .response_headers
                     .iter()
@@ -770,8 +770,10 @@ fn model_member<'a>(document: &json::Members<'a>) -> Result<&'a str, ApiError> {
 
 /// The body to forward: the client's, unless the model name or a rewrite
 /// from validation changes it. Changes are spliced into the original bytes.
+/// `document` is `body` parsed.
 fn rewrite_json(
     body: &[u8],
+    document: &json::Members,
     requested: &str,
     model: &Model,
     rewrites: &[Rewrite],
@@ -808,19 +810,28 @@ fn rewrite_json(
                 let span = json::span_of_str(body, value.get()).ok_or_else(failed)?;
                 edits.push((span, json.as_bytes().to_vec()));
             }
-            Rewrite::IncludeUsage => edits.push(include_usage_edit(body).ok_or_else(failed)?),
+            Rewrite::IncludeUsage => {
+                edits.push(include_usage_edit(body, document).ok_or_else(failed)?)
+            }
             Rewrite::Insert { name, json } => {
                 let open = body.iter().position(|b| *b == b'{').ok_or_else(failed)? + 1;
                 edits.push((open..open, format!("\"{name}\":{json},").into_bytes()));
             }
         }
     }
-    // Apply from the end so earlier offsets stay valid.
+    // One copy, in body order: the edits sorted from the end (a stable sort,
+    // the same as `usage`'s), taken backwards. Insertions at the same offset
+    // thus go in the reverse of the order they were made.
     edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
-    let mut out = body.to_vec();
-    for (range, replacement) in edits {
-        out = json::splice(&out, range, &replacement).ok_or_else(failed)?;
+    let added: usize = edits.iter().map(|(_, replacement)| replacement.len()).sum();
+    let mut out = Vec::with_capacity(body.len() + added);
+    let mut copied = 0;
+    for (range, replacement) in edits.iter().rev() {
+        out.extend_from_slice(body.get(copied..range.start).ok_or_else(failed)?);
+        out.extend_from_slice(replacement);
+        copied = range.end;
     }
+    out.extend_from_slice(body.get(copied..).ok_or_else(failed)?);
     Ok(Some(out))
 }
 
@@ -859,15 +870,18 @@ fn has_usage(endpoint: Endpoint) -> bool {
 }
 
 /// The splice that makes `stream_options.include_usage` true.
-fn include_usage_edit(body: &[u8]) -> Option<(Range<usize>, Vec<u8>)> {
-    let object = JsonObject::parse(body).ok()?;
-    let Some(options) = object.get("stream_options").filter(|o| o.get() != "null") else {
+fn include_usage_edit(body: &[u8], document: &json::Members) -> Option<(Range<usize>, Vec<u8>)> {
+    // Usually the client sent no `stream_options`: insert it, without
+    // reading the body a second time for the raw span of a member it lacks.
+    if json::member(document, "stream_options").is_none_or(Json::is_null) {
         let open = body.iter().position(|b| *b == b'{')? + 1;
         return Some((
             open..open,
             br#""stream_options":{"include_usage":true},"#.to_vec(),
         ));
-    };
+    }
+    let object = JsonObject::parse(body).ok()?;
+    let options = object.get("stream_options")?;
     let span = json::span_of_str(body, options.get())?;
     let inner = JsonObject::parse(options.get().as_bytes()).ok()?;
     match inner.get("include_usage") {
