@@ -19,6 +19,9 @@ rustup run "$toolchain" rustc --version >/dev/null 2>&1 ||
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 
 mkdir -p fuzz/logs
+# One run at a time: two would share the cores and the corpus directories.
+exec 9>fuzz/logs/.lock
+flock -n 9 || { echo "fuzz/run.sh is already running" >&2; exit 1; }
 printf '%-17s %7s %12s %8s %6s %7s %6s %s\n' target seconds executions exec/s cov ft corpus findings
 status=0
 for target in $targets; do
