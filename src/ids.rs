@@ -152,24 +152,45 @@ impl IdCodec {
 }
 
 /// `json` with every JSON string equal to `original` replaced by `issued`;
-/// None if there is none.
+/// None if there is none. Only whole strings match: not text inside another
+/// string, nor punctuation between two (an id such as `:` would otherwise
+/// match the `":"` of a member). Also reads stream events: a line break ends
+/// any string (JSON strings hold none), so a stray quote in an `event:` line
+/// does not shift the data line.
 pub fn replace_quoted(json: &[u8], original: &str, issued: &str) -> Option<Vec<u8>> {
     let needle = serde_json::to_vec(original).ok()?;
     let replacement = serde_json::to_vec(issued).ok()?;
-    let mut out = Vec::with_capacity(json.len() + replacement.len());
-    let mut rest = json;
-    let mut found = false;
-    while let Some(at) = rest
-        .windows(needle.len())
-        .position(|w| w == needle.as_slice())
-    {
-        out.extend_from_slice(rest.get(..at)?);
-        out.extend_from_slice(&replacement);
-        rest = rest.get(at + needle.len()..)?;
-        found = true;
+    let mut out = Vec::new();
+    let (mut copied, mut found) = (0, false);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut i = 0;
+    while let Some(&b) = json.get(i) {
+        if b == b'\n' || b == b'\r' {
+            (in_string, escaped) = (false, false);
+        } else if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else if b == b'"' {
+            if json.get(i..).is_some_and(|rest| rest.starts_with(&needle)) {
+                out.extend_from_slice(json.get(copied..i)?);
+                out.extend_from_slice(&replacement);
+                i += needle.len();
+                (copied, found) = (i, true);
+                continue;
+            }
+            in_string = true;
+        }
+        i += 1;
     }
-    out.extend_from_slice(rest);
-    found.then_some(out)
+    if !found {
+        return None;
+    }
+    out.extend_from_slice(json.get(copied..)?);
+    Some(out)
 }
 
 /// An id as one URL path segment (percent-encoding all but unreserved characters).
@@ -290,8 +311,43 @@ mod tests {
         let out = replace_quoted(body, "resp_1", "resp_GW").unwrap();
         assert_eq!(out, br#"{"id":"resp_GW","output":[{"id":"msg_1"}],"previous_response_id":"resp_GW","note":"resp_1x"}"#);
         assert_eq!(replace_quoted(body, "resp_2", "x"), None);
+        assert_eq!(
+            replace_quoted(b"[\"a\"]", "a", "b").as_deref(),
+            Some(&b"[\"b\"]"[..])
+        );
         assert_eq!(path_segment("resp_a-b.c~d"), "resp_a-b.c~d");
         assert_eq!(path_segment("a/b c?"), "a%2Fb%20c%3F");
+    }
+
+    #[test]
+    fn only_whole_strings_are_replaced() {
+        // Found by fuzz/routed_ids: an id of JSON punctuation matched across
+        // tokens and broke the body.
+        assert_eq!(
+            replace_quoted(br#"{"id":":"}"#, ":", "gw_1").as_deref(),
+            Some(&br#"{"id":"gw_1"}"#[..])
+        );
+        assert_eq!(replace_quoted(br#"{"a":1,"b":2}"#, ":1,", "gw_1"), None);
+        // The end of a string with an escaped quote is not an id.
+        assert_eq!(
+            replace_quoted(br#"{"text":"x \"resp_1"}"#, "resp_1", "gw_1"),
+            None
+        );
+        let escaped = br#"{"text":"a\\","id":"resp_1"}"#;
+        assert_eq!(
+            replace_quoted(escaped, "resp_1", "gw_1").as_deref(),
+            Some(&br#"{"text":"a\\","id":"gw_1"}"#[..])
+        );
+        // A stream event: the quote in the field line ends at its line.
+        assert_eq!(
+            replace_quoted(
+                b"event: a\"b\ndata: {\"id\":\"resp_1\"}\n\n",
+                "resp_1",
+                "gw_1"
+            )
+            .as_deref(),
+            Some(&b"event: a\"b\ndata: {\"id\":\"gw_1\"}\n\n"[..])
+        );
     }
 
     #[test]
