@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
 
-.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench bench-peers bench-micro soak clean
+.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench bench-peers bench-micro soak fuzz clean
 
 run: build
 	scripts/run-demo.sh
@@ -69,6 +69,11 @@ soak: build
 # (benches/; about 2 minutes once built). Reports: target/criterion/.
 bench-micro:
 	$(CARGO) bench -p openai-gateway
+
+# --- fuzzing (not part of make test: nightly + cargo-fuzz, installed on demand) ---
+FUZZ_SECONDS ?= 60
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh
 
 # --- generated files (tests fail when they are stale) ---------------------------
 docs:

@@ -203,6 +203,19 @@ mod native {
                 );
             }
         }
+        // One 1 MiB event trickling in 256-byte chunks (a hostile or very slow
+        // backend): the reader must stay linear in the bytes, not quadratic.
+        let mut big = b"data: ".to_vec();
+        big.resize((1 << 20) - 8, b'x');
+        big.extend_from_slice(b"\n\n");
+        let trickle = by_size(&big, 256);
+        assert_eq!(read_only(&trickle), 1);
+        group.throughput(Throughput::Bytes(big.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::new("reader", "one 1 MiB event, 256 B chunks"),
+            &trickle,
+            |b, chunks| b.iter(|| read_only(black_box(chunks))),
+        );
         group.finish();
     }
 

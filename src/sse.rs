@@ -83,7 +83,15 @@ fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
 #[derive(Debug, Default)]
 pub struct Reader {
     pending: Vec<u8>,
+    /// How far `pending` is known to hold no event end: the next chunk is
+    /// scanned from there, not from the start, so an event arriving in many
+    /// small chunks costs linear time, not quadratic.
+    scanned: usize,
 }
+
+/// How far back the next scan starts: a line terminator (`\r\n`) and an
+/// empty line split across chunks are at most this long.
+const RESCAN: usize = 4;
 
 impl Reader {
     /// Feeds one chunk; returns the events it completes, in order, and the
@@ -92,7 +100,7 @@ impl Reader {
         self.pending.extend_from_slice(chunk);
         let mut events = Vec::new();
         let mut start = 0usize;
-        let mut i = 0usize;
+        let mut i = self.scanned.min(self.pending.len());
         // An event ends at an empty line: two line terminators in a row.
         while let Some(&b) = self.pending.get(i) {
             let terminator = match (b, self.pending.get(i + 1)) {
@@ -126,7 +134,9 @@ impl Reader {
             }
         }
         self.pending.drain(..start.min(self.pending.len()));
+        self.scanned = i.saturating_sub(start).saturating_sub(RESCAN);
         if self.pending.len() > MAX_EVENT_BYTES {
+            self.scanned = 0;
             return (events, std::mem::take(&mut self.pending));
         }
         (events, Vec::new())
@@ -134,6 +144,7 @@ impl Reader {
 
     /// What is left at the end of the stream (an unterminated last event).
     pub fn finish(&mut self) -> Vec<u8> {
+        self.scanned = 0;
         std::mem::take(&mut self.pending)
     }
 }
@@ -157,6 +168,29 @@ mod tests {
         assert_eq!(datas(&events), ["{\"a\":1}", "{\"b\":2}", "[DONE]"]);
         assert!(pass.is_empty());
         assert!(r.finish().is_empty());
+    }
+
+    /// The reader resumes its scan where the last chunk ended: every way of
+    /// splitting terminators across chunks (CR, LF, CRLF, the empty line)
+    /// still ends the event exactly where a whole-stream read does.
+    #[test]
+    fn resumed_scans_find_every_event_end() {
+        let stream: &[u8] =
+            b"data: a\r\n\r\ndata: b\n\ndata: c\r\rdata: d\n\r\ndata: e\r\n\ndata: [DONE]\n\n";
+        let whole = Reader::default().push(stream).0;
+        for size in 1..=stream.len() {
+            let mut r = Reader::default();
+            let mut got = Vec::new();
+            for chunk in stream.chunks(size) {
+                let (events, pass) = r.push(chunk);
+                assert!(pass.is_empty());
+                got.extend(events);
+            }
+            assert!(r.finish().is_empty(), "size {size}");
+            let raw = |e: &[Event]| e.iter().map(|e| e.raw.clone()).collect::<Vec<_>>();
+            assert_eq!(raw(&got), raw(&whole), "size {size}");
+        }
+        assert_eq!(datas(&whole), ["a", "b", "c", "d", "e", "[DONE]"]);
     }
 
     #[test]
