@@ -1,16 +1,18 @@
 //! Native microbenchmarks of the request decision path (`make bench-micro`):
 //! what the filter computes between "the whole body has arrived" and "forward
 //! it" or "reply", per body size, as throughput. The same functions run
-//! inside the `.wasm`; these numbers are their native cost (compiled with the
-//! release profile's settings), a lower bound of the in-Envoy cost.
+//! inside the `.wasm`. Compiled with the release profile's settings, as the
+//! `.wasm` is (`opt-level = "z"`); `CARGO_PROFILE_BENCH_OPT_LEVEL=3 make
+//! bench-micro` shows what speed-first code generation would give.
 //!
+//! - `headers/chat`: the header stage (authentication, endpoint, edits).
 //! - `chat_single/body`: the body stage for `bench/run.py`'s chat body (one
 //!   user message of ASCII filler), so it compares with `make bench`.
-//! - `chat_conversation/*`: a multi-turn conversation as chat clients send it
-//!   (system prompt, tools, tool calls, escapes, non-ASCII text, an alias,
-//!   `stream: true` without usage, so the body is rewritten twice): the whole
-//!   decision (headers + body), then its steps alone: the JSON parse, the
-//!   field validation and the token estimate.
+//! - `chat_conversation/*`: a conversation as chat clients send it (system
+//!   prompt, a tool, turns with tool calls, escapes and non-ASCII text, a
+//!   model alias, `stream: true` without `stream_options`, so the body gets
+//!   two edits): the whole decision (headers + body), the body stage, then
+//!   its steps alone: the JSON parse, the field validation, the token estimate.
 //! - `embeddings/whole`: an embeddings request (default `encoding_format` added).
 
 // Bench code: a failed unwrap is a broken benchmark set-up.
@@ -27,11 +29,15 @@
 fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
+mod common;
+
+#[cfg(not(target_arch = "wasm32"))]
 criterion::criterion_main!(native::benches);
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+    use super::common::ThreadCpuTime;
+    use criterion::{criterion_group, BenchmarkId, Throughput};
     use openai_gateway::endpoints::Endpoint;
     use openai_gateway::pipeline::{AfterBody, AfterHeaders, PendingBody};
     use openai_gateway::{json, tokens, validate, Gateway};
@@ -96,7 +102,26 @@ mod native {
         and routes by model.\nCafé, naïve, 日本語 and emoji 🚀 appear in real prompts too; \
         so do \"quoted\" words and \\backslashes\\.\n";
 
-    /// A multi-turn chat conversation of at least `size` bytes.
+    /// One turn of a conversation: a question, a tool call and its result,
+    /// an answer, a question in content parts.
+    fn turn(turn: usize) -> Value {
+        match turn % 5 {
+            0 => json!({"role": "user", "content": format!("Question {turn}: {PROSE}")}),
+            1 => json!({"role": "assistant", "content": null, "tool_calls": [{
+                "id": format!("call_{turn:08}"), "type": "function",
+                "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\",\"unit\":\"celsius\"}"}}]}),
+            2 => json!({"role": "tool", "tool_call_id": format!("call_{:08}", turn - 1),
+                "content": "{\"temperature\": 21, \"sky\": \"clear\", \"wind_kmh\": 12}"}),
+            3 => json!({"role": "assistant", "content": format!("Answer {turn}: {PROSE}{PROSE}")}),
+            _ => json!({"role": "user", "content": [
+                {"type": "text", "text": PROSE},
+                {"type": "text", "text": "Thanks, and one more thing."}]}),
+        }
+    }
+
+    /// A chat conversation of exactly `size` bytes (at least about 600): a
+    /// system prompt, a tool, as many whole turns as fit, then a last user
+    /// question padded to the size.
     fn chat_conversation(size: usize) -> Vec<u8> {
         let tools = json!([{"type": "function", "function": {
             "name": "get_weather",
@@ -108,35 +133,29 @@ mod native {
         let mut messages = vec![json!({"role": "system",
             "content": "You are a helpful assistant. Answer briefly and cite the tools you used."})];
         let mut body = json!({"model": "gpt-4o-mini", "stream": true, "temperature": 0.7,
-            "max_tokens": 512, "tools": tools, "messages": []});
-        // The body's length without messages, plus each message and its comma.
+            "max_tokens": 512, "tools": tools, "messages": messages});
+        // Lengths as serialized: each further message adds itself and a comma.
         let mut len = body.to_string().len();
-        let mut turn = 0usize;
-        loop {
-            let message = match turn % 5 {
-                0 => json!({"role": "user", "content": format!("Question {turn}: {PROSE}")}),
-                1 => json!({"role": "assistant", "content": null, "tool_calls": [{
-                    "id": format!("call_{turn:08}"), "type": "function",
-                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\",\"unit\":\"celsius\"}"}}]}),
-                2 => json!({"role": "tool", "tool_call_id": format!("call_{:08}", turn - 1),
-                    "content": "{\"temperature\": 21, \"sky\": \"clear\", \"wind_kmh\": 12}"}),
-                3 => {
-                    json!({"role": "assistant", "content": format!("Answer {turn}: {PROSE}{PROSE}")})
-                }
-                _ => json!({"role": "user", "content": [
-                    {"type": "text", "text": PROSE},
-                    {"type": "text", "text": "Thanks, and one more thing."}]}),
-            };
-            len += message.to_string().len() + 1;
-            messages.push(message);
-            // End on a user message once the body is large enough.
-            let last_is_user = matches!(turn % 5, 0 | 4);
-            turn += 1;
-            if len >= size && last_is_user {
-                body["messages"] = Value::from(messages);
-                return serde_json::to_vec(&body).unwrap();
+        let last = |text: &str| json!({"role": "user", "content": text});
+        let last_overhead = last("").to_string().len() + 1;
+        for first in (0..).step_by(5) {
+            let five: Vec<Value> = (first..first + 5).map(turn).collect();
+            let added: usize = five.iter().map(|m| m.to_string().len() + 1).sum();
+            if len + added + last_overhead > size {
+                break;
             }
+            len += added;
+            messages.extend(five);
         }
+        let filler = size.saturating_sub(len + last_overhead);
+        let text = format!(
+            "{}{}",
+            "lorem ipsum ".repeat(filler / 12),
+            ".".repeat(filler % 12)
+        );
+        messages.push(last(&text));
+        body["messages"] = Value::from(messages);
+        serde_json::to_vec(&body).unwrap()
     }
 
     fn embeddings(inputs: usize) -> Vec<u8> {
@@ -176,10 +195,14 @@ mod native {
         }
     }
 
-    /// Short runs, so `make bench-micro` takes about two minutes; the
-    /// command line overrides them (`cargo bench -- --measurement-time 10`).
+    type Criterion = criterion::Criterion<ThreadCpuTime>;
+
+    /// Thread CPU time (see `common`); short runs, so `make bench-micro`
+    /// takes about two minutes; the command line overrides them
+    /// (`cargo bench -- --measurement-time 10`).
     fn config() -> Criterion {
-        Criterion::default()
+        criterion::Criterion::default()
+            .with_measurement(ThreadCpuTime)
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(2))
             .sample_size(30)
@@ -209,6 +232,7 @@ mod native {
         let mut group = c.benchmark_group("chat_conversation");
         for (label, size) in SIZES {
             let body = chat_conversation(size);
+            assert_eq!(body.len(), size);
             assert_forwarded(&decide(&g, &h, &body), true);
             let document = json::parse_document(&body).unwrap();
             validate::check(Endpoint::ChatCompletions, &document, model).unwrap();

@@ -1,5 +1,6 @@
 //! Native microbenchmarks of the response path (`make bench-micro`), as
-//! throughput: what the filter computes on a model's answer.
+//! throughput: what the filter computes on a model's answer. Compiled with
+//! the release profile's settings, as the `.wasm` is (`opt-level = "z"`).
 //!
 //! - `sse/*`: a streamed chat completion (1,000 `chat.completion.chunk`
 //!   events, the usage-only chunk, `data: [DONE]`, about 300 KB) fed to the
@@ -29,11 +30,15 @@
 fn main() {}
 
 #[cfg(not(target_arch = "wasm32"))]
+mod common;
+
+#[cfg(not(target_arch = "wasm32"))]
 criterion::criterion_main!(native::benches);
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+    use super::common::ThreadCpuTime;
+    use criterion::{criterion_group, BenchmarkId, Throughput};
     use openai_gateway::sse::{Event, Reader};
     use openai_gateway::usage::{self, Usage};
     use std::hint::black_box;
@@ -158,10 +163,14 @@ mod native {
         events
     }
 
-    /// Short runs, so `make bench-micro` takes about two minutes; the
-    /// command line overrides them (`cargo bench -- --measurement-time 10`).
+    type Criterion = criterion::Criterion<ThreadCpuTime>;
+
+    /// Thread CPU time (see `common`); short runs, so `make bench-micro`
+    /// takes about two minutes; the command line overrides them
+    /// (`cargo bench -- --measurement-time 10`).
     fn config() -> Criterion {
-        Criterion::default()
+        criterion::Criterion::default()
+            .with_measurement(ThreadCpuTime)
             .warm_up_time(Duration::from_millis(500))
             .measurement_time(Duration::from_secs(2))
             .sample_size(30)

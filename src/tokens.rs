@@ -148,6 +148,30 @@ mod tests {
         assert_eq!(text(&prose), 225);
     }
 
+    #[test]
+    fn text_counts_characters_whatever_the_alignment_and_length() {
+        // The definition, one character at a time.
+        let reference = |s: &str| {
+            let ascii = s.chars().filter(char::is_ascii).count() as u64;
+            ascii.div_ceil(4) + (s.chars().count() as u64 - ascii)
+        };
+        let sample = "héllo wörld, 日本語 text 🚀 and plain ASCII words; ñ€\u{10FFFF}\n";
+        for start in (0..sample.len()).filter(|&i| sample.is_char_boundary(i)) {
+            for end in (start..=sample.len()).filter(|&i| sample.is_char_boundary(i)) {
+                let part = &sample[start..end];
+                assert_eq!(text(part), reference(part), "{part:?}");
+            }
+        }
+        // Across several blocks of words, all non-ASCII or mixed.
+        for long in [
+            "é".repeat(1000),
+            "日本語 and ASCII ".repeat(300),
+            "a".repeat(5000),
+        ] {
+            assert_eq!(text(&long), reference(&long));
+        }
+    }
+
     /// The word-at-a-time count equals a plain byte-by-byte count, with
     /// multi-byte characters at every offset across word boundaries.
     #[test]
