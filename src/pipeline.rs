@@ -873,7 +873,8 @@ fn has_usage(endpoint: Endpoint) -> bool {
 fn include_usage_edit(body: &[u8], document: &json::Members) -> Option<(Range<usize>, Vec<u8>)> {
     // Usually the client sent no `stream_options`: insert it, without
     // reading the body a second time for the raw span of a member it lacks.
-    if json::member(document, "stream_options").is_none_or(Json::is_null) {
+    let member = json::member(document, "stream_options");
+    if member.is_none() {
         let open = body.iter().position(|b| *b == b'{')? + 1;
         return Some((
             open..open,
@@ -883,6 +884,11 @@ fn include_usage_edit(body: &[u8], document: &json::Members) -> Option<(Range<us
     let object = JsonObject::parse(body).ok()?;
     let options = object.get("stream_options")?;
     let span = json::span_of_str(body, options.get())?;
+    if member.is_some_and(Json::is_null) {
+        // Replace the null: a second `stream_options` member would be a
+        // duplicate key, and a backend keeping the last one would read null.
+        return Some((span, br#"{"include_usage":true}"#.to_vec()));
+    }
     let inner = JsonObject::parse(options.get().as_bytes()).ok()?;
     match inner.get("include_usage") {
         Some(value) => Some((json::span_of_str(body, value.get())?, b"true".to_vec())),

@@ -776,6 +776,12 @@ fn streams_always_ask_the_backend_for_usage() {
             Some(r#"{"include_usage":true}"#),
             true,
         ),
+        // null is "not set": replaced, never a second member beside it.
+        (
+            format!(r#"{{"model":"qwen2.5-coder-7b",{msgs},"stream":true,"stream_options":null}}"#),
+            Some(r#"{"include_usage":true}"#),
+            true,
+        ),
         (
             format!(
                 r#"{{"model":"qwen2.5-coder-7b",{msgs},"stream":true,"stream_options":{{"include_usage":true}}}}"#
@@ -803,6 +809,8 @@ fn streams_always_ask_the_backend_for_usage() {
             panic!("{body}")
         };
         let sent = new_body.unwrap_or_else(|| body.clone().into_bytes());
+        // Forwarded bodies never carry a duplicate member.
+        assert!(json::parse_document(&sent).is_ok(), "{body}");
         let v: Value = serde_json::from_slice(&sent).unwrap();
         match expected {
             Some(options) => assert_eq!(
