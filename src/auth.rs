@@ -86,7 +86,7 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], ApiError> {
     let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
         Some(at) => (
             value.get(..at).unwrap_or_default(),
-            value.get(at + 1..).unwrap_or_default(),
+            value.get(at.saturating_add(1)..).unwrap_or_default(),
         ),
         None => (value, &b""[..]),
     };
@@ -109,7 +109,7 @@ fn bearer_token(value: &[u8]) -> Result<&[u8], ApiError> {
 fn incorrect_key_message(token: &[u8]) -> String {
     let hint = match token.len() {
         n if n >= 20 && token.iter().all(|b| b.is_ascii_graphic()) => token
-            .get(n - 4..)
+            .get(n.saturating_sub(4)..)
             .and_then(|tail| std::str::from_utf8(tail).ok())
             .map(|tail| format!(" (ending in `{tail}`)"))
             .unwrap_or_default(),

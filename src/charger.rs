@@ -45,7 +45,7 @@ pub fn cost(value: &[u8]) -> Option<u64> {
 /// `SetEnvoyFilterStateArguments { path = 1; value = 2; }` protobuf message
 /// (span defaults to the request).
 pub fn filter_state_arguments(path: &str, value: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(path.len() + value.len() + 8);
+    let mut out = Vec::with_capacity(path.len().saturating_add(value.len()).saturating_add(8));
     for (tag, field) in [(0x0a, path.as_bytes()), (0x12, value.as_bytes())] {
         out.push(tag);
         put_varint(&mut out, field.len() as u64);

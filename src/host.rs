@@ -289,7 +289,7 @@ impl HttpContext for Exchange {
         }
         let size = match hostcalls::get_buffer(BufferType::HttpRequestBody, 0, usize::MAX) {
             Ok(body) => body.map_or(0, |b| b.len()),
-            Err(_) => 0,
+            Err(status) => return self.fail(&format!("cannot read the request body ({status:?})")),
         };
         self.decide_body(size)
     }
@@ -318,7 +318,15 @@ impl HttpContext for Exchange {
         let details = match status {
             400.. => match hostcalls::get_property(vec!["response", "code_details"]) {
                 Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-                _ => String::new(),
+                Ok(None) => String::new(),
+                Err(status) => {
+                    // Without the details an Envoy reply passes as the backend's.
+                    warn!(
+                        "[{}] cannot read response.code_details ({status:?})",
+                        self.id
+                    );
+                    String::new()
+                }
             },
             _ => String::new(),
         };

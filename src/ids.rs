@@ -27,7 +27,7 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Digest {
             *dst = *src;
         }
     }
-    let mut inner = Vec::with_capacity(64 + message.len());
+    let mut inner = Vec::with_capacity(message.len().saturating_add(64));
     inner.extend(block.iter().map(|b| b ^ 0x36));
     inner.extend_from_slice(message);
     let inner_hash = sha256(&inner);
@@ -39,7 +39,9 @@ pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Digest {
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/// base64url without padding.
+/// base64url without padding. (Bit positions depend only on the index in a
+/// chunk of at most 3 or 4 bytes: the shifts below cannot overflow.)
+#[allow(clippy::arithmetic_side_effects)]
 pub fn encode(data: &[u8]) -> String {
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
@@ -58,6 +60,7 @@ pub fn encode(data: &[u8]) -> String {
 }
 
 /// Inverse of [`encode`]; None for anything it would not produce.
+#[allow(clippy::arithmetic_side_effects)]
 pub fn decode(text: &str) -> Option<Vec<u8>> {
     if text.len() % 4 == 1 {
         return None;
@@ -94,8 +97,17 @@ impl IdCodec {
     }
 
     fn tag(&self, key_id: &str, backend: &str, original: &str) -> [u8; TAG_BYTES] {
-        let mut message =
-            Vec::with_capacity(CONTEXT.len() + key_id.len() + backend.len() + original.len() + 3);
+        let mut message = Vec::with_capacity(
+            [
+                CONTEXT.len(),
+                key_id.len(),
+                backend.len(),
+                original.len(),
+                3,
+            ]
+            .iter()
+            .fold(0, |a: usize, b| a.saturating_add(*b)),
+        );
         for part in [
             CONTEXT,
             key_id.as_bytes(),
@@ -178,13 +190,13 @@ pub fn replace_quoted(json: &[u8], original: &str, issued: &str) -> Option<Vec<u
             if json.get(i..).is_some_and(|rest| rest.starts_with(&needle)) {
                 out.extend_from_slice(json.get(copied..i)?);
                 out.extend_from_slice(&replacement);
-                i += needle.len();
+                i = i.saturating_add(needle.len());
                 (copied, found) = (i, true);
                 continue;
             }
             in_string = true;
         }
-        i += 1;
+        i = i.saturating_add(1);
     }
     if !found {
         return None;

@@ -259,7 +259,11 @@ fn first_duplicate<'m>(members: &'m Members<'_>) -> Option<&'m str> {
     if members.len() <= 16 {
         // Small objects: pairwise is cheaper than sorting.
         for (i, (name, _)) in members.iter().enumerate() {
-            if members.iter().skip(i + 1).any(|(other, _)| other == name) {
+            if members
+                .iter()
+                .skip(i.saturating_add(1))
+                .any(|(other, _)| other == name)
+            {
                 return Some(name);
             }
         }
@@ -295,7 +299,7 @@ fn check_depth(body: &[u8]) -> Result<(), JsonError> {
         match b {
             b'"' => in_string = true,
             b'[' | b'{' => {
-                depth += 1;
+                depth = depth.saturating_add(1);
                 if depth > MAX_DEPTH {
                     return Err(JsonError::Syntax(format!(
                         "nesting deeper than {MAX_DEPTH} levels"
@@ -320,7 +324,11 @@ pub fn span_of_str(body: &[u8], part: &str) -> Option<Range<usize>> {
 pub fn splice(body: &[u8], range: Range<usize>, replacement: &[u8]) -> Option<Vec<u8>> {
     let head = body.get(..range.start)?;
     let tail = body.get(range.end..)?;
-    let mut out = Vec::with_capacity(head.len() + replacement.len() + tail.len());
+    let mut out = Vec::with_capacity(
+        head.len()
+            .saturating_add(replacement.len())
+            .saturating_add(tail.len()),
+    );
     out.extend_from_slice(head);
     out.extend_from_slice(replacement);
     out.extend_from_slice(tail);

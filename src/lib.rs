@@ -5,6 +5,8 @@
 //! routing, error rendering) is a plain function in the modules below, tested
 //! natively; [`host`] is the only module that talks to the proxy-wasm host.
 
+#![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
+
 pub mod auth;
 pub mod body_headers;
 pub mod catalog;

@@ -52,7 +52,8 @@ pub fn parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, Mu
     let mut rest = body
         .strip_prefix(delimiter.as_slice())
         .or_else(|| {
-            find(body, &next_delimiter).and_then(|at| body.get(at + next_delimiter.len()..))
+            find(body, &next_delimiter)
+                .and_then(|at| body.get(at.saturating_add(next_delimiter.len())..))
         })
         .ok_or(MultipartError::Malformed)?;
     let mut found = Vec::new();
@@ -66,7 +67,7 @@ pub fn parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, Mu
         let header_end = find(rest, b"\r\n\r\n").ok_or(MultipartError::Malformed)?;
         let headers = rest.get(..header_end).ok_or(MultipartError::Malformed)?;
         let content = rest
-            .get(header_end + 4..)
+            .get(header_end.saturating_add(4)..)
             .ok_or(MultipartError::Malformed)?;
         let content_end = find(content, &next_delimiter).ok_or(MultipartError::Malformed)?;
         if let Some(name) = part_name(headers) {
@@ -76,7 +77,7 @@ pub fn parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, Mu
             found.push(Part { name, value });
         }
         rest = content
-            .get(content_end + next_delimiter.len()..)
+            .get(content_end.saturating_add(next_delimiter.len())..)
             .ok_or(MultipartError::Malformed)?;
     }
 }
@@ -95,7 +96,7 @@ fn part_name(headers: &[u8]) -> Option<&[u8]> {
     for line in headers.split(|b| *b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let colon = line.iter().position(|b| *b == b':')?;
-        let (field, value) = (line.get(..colon)?, line.get(colon + 1..)?);
+        let (field, value) = (line.get(..colon)?, line.get(colon.saturating_add(1)..)?);
         if !field.eq_ignore_ascii_case(b"content-disposition") {
             continue;
         }

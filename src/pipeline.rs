@@ -783,7 +783,8 @@ fn rewrite_json(
         return Ok(None);
     }
     let failed = || ApiError::with_status(500, "body rewrite failed");
-    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::with_capacity(rewrites.len() + 1);
+    let mut edits: Vec<(Range<usize>, Vec<u8>)> =
+        Vec::with_capacity(rewrites.len().saturating_add(1));
     if requested != upstream {
         let span = json::span_of_str(body, requested).ok_or_else(failed)?;
         // The span is the string's content: widen it to the quotes.
@@ -814,7 +815,11 @@ fn rewrite_json(
                 edits.push(include_usage_edit(body, document).ok_or_else(failed)?)
             }
             Rewrite::Insert { name, json } => {
-                let open = body.iter().position(|b| *b == b'{').ok_or_else(failed)? + 1;
+                let open = body
+                    .iter()
+                    .position(|b| *b == b'{')
+                    .ok_or_else(failed)?
+                    .saturating_add(1);
                 edits.push((open..open, format!("\"{name}\":{json},").into_bytes()));
             }
         }
@@ -823,8 +828,10 @@ fn rewrite_json(
     // the same as `usage`'s), taken backwards. Insertions at the same offset
     // thus go in the reverse of the order they were made.
     edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
-    let added: usize = edits.iter().map(|(_, replacement)| replacement.len()).sum();
-    let mut out = Vec::with_capacity(body.len() + added);
+    let added = edits.iter().fold(0usize, |sum, (_, replacement)| {
+        sum.saturating_add(replacement.len())
+    });
+    let mut out = Vec::with_capacity(body.len().saturating_add(added));
     let mut copied = 0;
     for (range, replacement) in edits.iter().rev() {
         out.extend_from_slice(body.get(copied..range.start).ok_or_else(failed)?);
@@ -875,7 +882,7 @@ fn include_usage_edit(body: &[u8], document: &json::Members) -> Option<(Range<us
     // reading the body a second time for the raw span of a member it lacks.
     let member = json::member(document, "stream_options");
     if member.is_none() {
-        let open = body.iter().position(|b| *b == b'{')? + 1;
+        let open = body.iter().position(|b| *b == b'{')?.saturating_add(1);
         return Some((
             open..open,
             br#""stream_options":{"include_usage":true},"#.to_vec(),
@@ -893,7 +900,7 @@ fn include_usage_edit(body: &[u8], document: &json::Members) -> Option<(Range<us
     match inner.get("include_usage") {
         Some(value) => Some((json::span_of_str(body, value.get())?, b"true".to_vec())),
         None => {
-            let open = span.start + 1;
+            let open = span.start.saturating_add(1);
             let empty = inner.keys().next().is_none();
             let text: &[u8] = if empty {
                 br#""include_usage":true"#

@@ -203,15 +203,15 @@ pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
              Please try again in {}.",
             l.limit,
             l.remaining,
-            duration(wait * 1000)
+            duration(wait.saturating_mul(1000))
         ),
         (Kind::Requests, Some(l)) => format!(
             "Rate limit reached for requests: limit {} per window, remaining {}. Please try again in {}.",
             l.limit,
             l.remaining,
-            duration(wait * 1000)
+            duration(wait.saturating_mul(1000))
         ),
-        (_, None) => format!("Rate limit reached. Please try again in {}.", duration(wait * 1000)),
+        (_, None) => format!("Rate limit reached. Please try again in {}.", duration(wait.saturating_mul(1000))),
     };
     let mut error = ApiError::with_status(429, message);
     error.error_type = match kind {
@@ -221,7 +221,7 @@ pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
     error.headers.push(("retry-after", wait.to_string()));
     error
         .headers
-        .push(("retry-after-ms", (wait * 1000).to_string()));
+        .push(("retry-after-ms", wait.saturating_mul(1000).to_string()));
     if hopeless {
         error.headers.push(("x-should-retry", "false".to_string()));
     }
@@ -360,6 +360,25 @@ mod tests {
         assert_eq!(header(&e, "x-ratelimit-remaining-requests"), Some("0"));
         assert_eq!(header(&e, "x-should-retry"), None);
         assert!(e.message.contains("try again in 20s"), "{}", e.message);
+    }
+
+    /// A huge retry-after (a misbehaving backend or rate-limit service)
+    /// saturates in the millisecond header instead of wrapping around.
+    #[test]
+    fn huge_waits_saturate() {
+        let max = u64::MAX.to_string();
+        let e = too_many_requests(
+            &h(&[
+                ("retry-after", max.as_str()),
+                ("x-ratelimit-limit", "3"),
+                ("x-ratelimit-remaining", "0"),
+                ("x-ratelimit-reset", "9"),
+            ]),
+            u64::MAX,
+        );
+        assert_eq!(header(&e, "retry-after"), Some(max.as_str()));
+        assert_eq!(header(&e, "retry-after-ms"), Some(max.as_str()));
+        assert!(e.message.contains("try again in"), "{}", e.message);
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub fn sha256(data: &[u8]) -> Digest {
     // Padding: the rest, 0x80, zeros, then the bit length as a big-endian u64.
     let rest = chunks.remainder();
     let mut tail = [0u8; 128];
-    let tail_len = if rest.len() < 56 { 64 } else { 128 };
+    let tail_len: usize = if rest.len() < 56 { 64 } else { 128 };
     for (dst, src) in tail.iter_mut().zip(rest) {
         *dst = *src;
     }
@@ -37,7 +37,7 @@ pub fn sha256(data: &[u8]) -> Digest {
         *b = 0x80;
     }
     let bits = (data.len() as u64).wrapping_mul(8).to_be_bytes();
-    for (dst, src) in tail.iter_mut().skip(tail_len - 8).zip(bits) {
+    for (dst, src) in tail.iter_mut().skip(tail_len.saturating_sub(8)).zip(bits) {
         *dst = src;
     }
     for block in tail.chunks_exact(64).take(tail_len / 64) {
@@ -52,7 +52,9 @@ pub fn sha256(data: &[u8]) -> Digest {
 
 // Indices here run over fixed-size arrays within 0..64 (and a 4-byte chunk's
 // 0..4), so none can be out of bounds.
-#[allow(clippy::indexing_slicing)]
+// The message schedule's indexes (i in 16..64, minus at most 16) are fixed by
+// the algorithm: neither indexing nor subtraction can go out of range.
+#[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 fn compress(state: &mut [u32; 8], block: &[u8]) {
     let mut w = [0u32; 64];
     for (dst, src) in w.iter_mut().zip(block.chunks_exact(4)) {
@@ -109,9 +111,10 @@ pub fn parse_hex(text: &str) -> Option<Digest> {
 
 fn hex_value(c: u8) -> Option<u8> {
     match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
+        // In range by the match arms: no overflow.
+        b'0'..=b'9' => c.checked_sub(b'0'),
+        b'a'..=b'f' => c.checked_sub(b'a' - 10),
+        b'A'..=b'F' => c.checked_sub(b'A' - 10),
         _ => None,
     }
 }

@@ -50,7 +50,7 @@ impl Event {
             }
             let start = (line.as_ptr() as usize).checked_sub(self.raw.as_ptr() as usize)?;
             let skip = if rest.starts_with(b" ") { 6 } else { 5 };
-            found = Some(start + skip..start + line.len());
+            found = Some(start.saturating_add(skip)..start.saturating_add(line.len()));
         }
         found
     }
@@ -69,10 +69,10 @@ fn lines(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
             .unwrap_or(rest.len());
         let line = rest.get(..end)?;
         let mut next = end;
-        if rest.get(end) == Some(&b'\r') && rest.get(end + 1) == Some(&b'\n') {
-            next += 2;
+        if rest.get(end) == Some(&b'\r') && rest.get(end.saturating_add(1)) == Some(&b'\n') {
+            next = next.saturating_add(2);
         } else if end < rest.len() {
-            next += 1;
+            next = next.saturating_add(1);
         }
         rest = rest.get(next..).unwrap_or_default();
         Some(line)
@@ -103,21 +103,21 @@ impl Reader {
         let mut i = self.scanned.min(self.pending.len());
         // An event ends at an empty line: two line terminators in a row.
         while let Some(&b) = self.pending.get(i) {
-            let terminator = match (b, self.pending.get(i + 1)) {
+            let terminator = match (b, self.pending.get(i.saturating_add(1))) {
                 (b'\r', Some(b'\n')) => 2,
                 (b'\r', None) => break, // maybe CRLF split across chunks
                 (b'\n' | b'\r', _) => 1,
                 _ => {
-                    i += 1;
+                    i = i.saturating_add(1);
                     continue;
                 }
             };
-            let after = i + terminator;
+            let after = i.saturating_add(terminator);
             let empty_line = match self.pending.get(after) {
-                Some(b'\n') => Some(after + 1),
-                Some(b'\r') => match self.pending.get(after + 1) {
-                    Some(b'\n') => Some(after + 2),
-                    Some(_) => Some(after + 1),
+                Some(b'\n') => Some(after.saturating_add(1)),
+                Some(b'\r') => match self.pending.get(after.saturating_add(1)) {
+                    Some(b'\n') => Some(after.saturating_add(2)),
+                    Some(_) => Some(after.saturating_add(1)),
                     None => break, // wait: may be CRLF
                 },
                 _ => None,

@@ -28,17 +28,17 @@ pub fn text(s: &str) -> u64 {
         let high = w & HIGH;
         // Bytes with the top bit clear are ASCII; bytes with the two top
         // bits set (bit 6 shifted onto bit 7) start a non-ASCII character.
-        ascii += u64::from(8 - high.count_ones());
-        other += u64::from((high & (w << 1)).count_ones());
+        ascii = ascii.saturating_add(u64::from(8u32.saturating_sub(high.count_ones())));
+        other = other.saturating_add(u64::from((high & (w << 1)).count_ones()));
     }
     for &b in words.remainder() {
         if b < 0x80 {
-            ascii += 1;
+            ascii = ascii.saturating_add(1);
         } else if b & 0xc0 == 0xc0 {
-            other += 1;
+            other = other.saturating_add(1);
         }
     }
-    ascii.div_ceil(4) + other
+    ascii.div_ceil(4).saturating_add(other)
 }
 
 /// Prompt tokens of any JSON value: the text of every string in it.
@@ -82,10 +82,15 @@ fn chat_messages(messages: &Json) -> u64 {
                 Some(other) => prompt(other),
                 None => 0,
             };
-            4 + content
-                + images * 85
-                + m.get("name").map_or(0, prompt)
-                + m.get("tool_calls").map_or(0, prompt)
+            [
+                4,
+                content,
+                images.saturating_mul(85),
+                m.get("name").map_or(0, prompt),
+                m.get("tool_calls").map_or(0, prompt),
+            ]
+            .into_iter()
+            .fold(0, u64::saturating_add)
         })
         .fold(3, u64::saturating_add)
 }

@@ -76,7 +76,7 @@ pub fn adjust(json: &[u8]) -> Adjusted {
                     added.push_str(name);
                     added.push_str("\":");
                     added.push_str(&value.to_string());
-                    members += 1;
+                    members = members.saturating_add(1);
                 }
             }
             if !added.is_empty() {
@@ -137,7 +137,7 @@ fn member_span(json: &[u8], value: Range<usize>) -> Option<Range<usize>> {
     let after = json.get(value.end..)?;
     let next = after.iter().position(|b| !b.is_ascii_whitespace())?;
     if after.get(next) == Some(&b',') {
-        return Some(key_start..value.end + next + 1);
+        return Some(key_start..value.end.saturating_add(next).saturating_add(1));
     }
     // The last member: take the comma before it instead.
     let head = json.get(..key_start)?;
