@@ -7,7 +7,9 @@
 //! global filter ignores `hits_addend` on route-level `rate_limits`;
 //! `local_ratelimit` honours it, so one Envoy needs no charger.)
 
+use crate::tokens::MAX_COST;
 use serde::Deserialize;
+use std::num::IntErrorKind;
 
 /// `{"token_charger": {"header": "x-gateway-token-cost"}}`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -35,10 +37,16 @@ pub fn is_charger_config(bytes: &[u8]) -> bool {
 
 pub const HITS_ADDEND: &str = "envoy.ratelimit.hits_addend";
 
-/// The cost in the header value, if it is a positive integer.
+/// The cost in the header value, if it is a positive integer; at most
+/// [`MAX_COST`] (a bigger one, even beyond u64, is charged that: Envoy
+/// would refuse it, and the request would count as 1).
 pub fn cost(value: &[u8]) -> Option<u64> {
-    let n: u64 = std::str::from_utf8(value).ok()?.trim().parse().ok()?;
-    (n > 0).then_some(n)
+    let n = match std::str::from_utf8(value).ok()?.trim().parse::<u64>() {
+        Ok(n) => n,
+        Err(e) if *e.kind() == IntErrorKind::PosOverflow => u64::MAX,
+        Err(_) => return None,
+    };
+    (n > 0).then_some(n.min(MAX_COST))
 }
 
 /// The argument of Envoy's `set_envoy_filter_state` foreign function: a
@@ -86,6 +94,12 @@ mod tests {
         assert_eq!(cost(b"-1"), None);
         assert_eq!(cost(b"abc"), None);
         assert_eq!(cost(b"\xff"), None);
+        // Envoy's ceiling, even for a number beyond u64: never "counts as 1".
+        assert_eq!(cost(b"1000000000"), Some(MAX_COST));
+        assert_eq!(cost(b"1000000001"), Some(MAX_COST));
+        assert_eq!(cost(u64::MAX.to_string().as_bytes()), Some(MAX_COST));
+        assert_eq!(cost(b"99999999999999999999999"), Some(MAX_COST));
+        assert_eq!(cost(b"-99999999999999999999999"), None);
         assert!(is_charger_config(
             br#"{"token_charger": {"header": "x-gateway-token-cost"}}"#
         ));

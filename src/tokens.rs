@@ -105,7 +105,15 @@ fn completion_limit(body: &Members, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// The estimated cost of a JSON request body; at least 1.
+/// The largest cost a request is charged: Envoy's own ceiling for a
+/// `hits_addend` (`MAX_HITS_ADDEND`, 10^9). Above it `local_ratelimit` drops
+/// the descriptor, and above u32::MAX the `envoy.ratelimit.hits_addend`
+/// filter state refuses the value: either way the request would pass the
+/// tokens limiter unlimited. Charged 10^9 instead, it exceeds any real limit
+/// and is refused as hopeless.
+pub const MAX_COST: u64 = 1_000_000_000;
+
+/// The estimated cost of a JSON request body; at least 1, at most [`MAX_COST`].
 pub fn estimate(endpoint: Endpoint, body: &Members, default_max_tokens: u64) -> u64 {
     let cost = match endpoint {
         Endpoint::ChatCompletions => {
@@ -130,7 +138,7 @@ pub fn estimate(endpoint: Endpoint, body: &Members, default_max_tokens: u64) -> 
         }
         _ => 0,
     };
-    cost.max(1)
+    cost.clamp(1, MAX_COST)
 }
 
 #[cfg(test)]
@@ -238,6 +246,45 @@ mod tests {
         );
         assert_eq!(cost(Endpoint::ImageGenerations, r#"{"model":"m"}"#), 1);
         let huge = format!(r#"{{"model":"m","messages":[],"max_tokens":{}}}"#, u64::MAX);
-        assert_eq!(cost(Endpoint::ChatCompletions, &huge), u64::MAX);
+        assert_eq!(cost(Endpoint::ChatCompletions, &huge), MAX_COST);
+    }
+
+    /// `max_tokens` is the client's number (validation lets through up to
+    /// i64::MAX; the estimate reads up to u64::MAX): the sum with the prompt
+    /// must neither wrap nor exceed what Envoy accepts as a `hits_addend`.
+    #[test]
+    fn huge_completion_limits_are_charged_the_ceiling() {
+        let chat = |max_tokens: u64| {
+            cost(
+                Endpoint::ChatCompletions,
+                &format!(
+                    r#"{{"model":"m","messages":[{{"role":"user","content":"abcd"}}],"max_tokens":{max_tokens}}}"#
+                ),
+            )
+        };
+        assert_eq!(chat(MAX_COST - 8), MAX_COST);
+        assert_eq!(chat(MAX_COST - 7), MAX_COST);
+        assert_eq!(chat(u64::from(u32::MAX) + 5), MAX_COST);
+        assert_eq!(chat(u64::MAX), MAX_COST);
+        assert_eq!(
+            cost(
+                Endpoint::Responses,
+                &format!(
+                    r#"{{"model":"m","input":"abcd","max_output_tokens":{}}}"#,
+                    u64::MAX
+                )
+            ),
+            MAX_COST
+        );
+        assert_eq!(
+            cost(
+                Endpoint::Completions,
+                &format!(
+                    r#"{{"model":"m","prompt":"abcd","max_tokens":{}}}"#,
+                    u64::MAX
+                )
+            ),
+            MAX_COST
+        );
     }
 }

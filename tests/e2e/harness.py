@@ -216,6 +216,10 @@ class RateLimitService:
     def requests(self) -> list[dict]:
         return self._call("GET", "/requests")["requests"]
 
+    def reset(self) -> None:
+        """Forgets every counter: each limit starts a fresh window."""
+        self._call("POST", "/reset")
+
     def clear_requests(self) -> None:
         secrets_audit.keep(self)
         self._call("DELETE", "/requests")

@@ -129,3 +129,22 @@ def check_token_limit(gateway, key, tokens_limit, refusals_still_count=False):
     assert int(err.value.response.headers["retry-after"]) >= 1
     # Small requests still pass.
     assert chat(client, max_tokens=5).parse().choices
+
+
+# Envoy ignores a hits_addend above 10^9 (local_ratelimit then skips the
+# descriptor: no limit at all) and its hits_addend filter state refuses one
+# above u32::MAX (the request then counts as 1). The gateway charges at most
+# 10^9 so a client's huge max_tokens is refused, not let through.
+HUGE_MAX_TOKENS = (999_999_993, 2**32 + 5)
+
+
+def check_huge_request_is_refused(gateway, key, max_tokens):
+    gateway.clear_backends()
+    with pytest.raises(openai.RateLimitError) as err:
+        chat(sdk(gateway, key), max_tokens=max_tokens)
+    e = err.value
+    assert e.body["type"] == "tokens", e.body
+    assert e.response.headers["x-should-retry"] == "false"
+    assert "needs about 1000000000 tokens" in e.message, e.message
+    assert all(not b.requests() for b in gateway.backends.values())
+

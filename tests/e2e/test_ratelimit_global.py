@@ -77,6 +77,21 @@ def test_the_service_sees_key_model_and_token_cost(fleet, rls):
     assert all(r["domain"] == "openai-gateway" for r in sent)
 
 
+
+@pytest.mark.parametrize("max_tokens", cases.HUGE_MAX_TOKENS)
+def test_a_cost_beyond_envoys_hits_addend_ceiling_is_refused(fleet, rls, max_tokens):
+    # A fresh window: were the request let through unlimited or charged 1,
+    # it would pass.
+    rls.reset()
+    rls.clear_requests()
+    try:
+        cases.check_huge_request_is_refused(fleet, "sk-test-tokens", max_tokens)
+        charged = [r["hits_addend"] for r in rls.requests()
+                   if r["descriptors"][0]["entries"][0] == ["limit", "tokens"]]
+        assert charged == [1_000_000_000]
+    finally:
+        rls.reset()  # the refusal spent the key's window: give later tests a fresh one
+
 def test_service_down_fails_open_by_default(fleet, rls):
     rls.mode("unavailable")
     resp = cases.chat(cases.sdk(fleet, "sk-demo"))

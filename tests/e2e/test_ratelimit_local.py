@@ -1,5 +1,7 @@
 """Rate limits on one Envoy: the demo configuration's local_ratelimit filters."""
 
+import pytest
+
 import ratelimit_cases as cases
 
 
@@ -17,3 +19,9 @@ def test_sdk_retries_after_the_time_the_gateway_gives(gateway):
 
 def test_tokens_per_minute(gateway):
     cases.check_token_limit(gateway, "sk-test-tokens", tokens_limit=2000)
+
+
+@pytest.mark.parametrize("max_tokens", cases.HUGE_MAX_TOKENS)
+def test_a_cost_beyond_envoys_hits_addend_ceiling_is_refused(gateway, max_tokens):
+    cases.check_huge_request_is_refused(gateway, "sk-test-tokens", max_tokens)
+
