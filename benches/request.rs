@@ -36,14 +36,13 @@ criterion::criterion_main!(native::benches);
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use super::common::ThreadCpuTime;
+    use super::common::{config, Criterion};
     use criterion::{criterion_group, BenchmarkId, Throughput};
     use openai_gateway::endpoints::Endpoint;
     use openai_gateway::pipeline::{AfterBody, AfterHeaders, PendingBody};
     use openai_gateway::{json, tokens, validate, Gateway};
     use serde_json::{json, Value};
     use std::hint::black_box;
-    use std::time::Duration;
 
     const KEY: &str = "sk-bench";
     const SIZES: [(&str, usize); 3] = [("1KiB", 1 << 10), ("64KiB", 64 << 10), ("1MiB", 1 << 20)];
@@ -193,19 +192,6 @@ mod native {
                 String::from_utf8_lossy(&r.body)
             ),
         }
-    }
-
-    type Criterion = criterion::Criterion<ThreadCpuTime>;
-
-    /// Thread CPU time (see `common`); short runs, so `make bench-micro`
-    /// takes about two minutes; the command line overrides them
-    /// (`cargo bench -- --measurement-time 10`).
-    fn config() -> Criterion {
-        criterion::Criterion::default()
-            .with_measurement(ThreadCpuTime)
-            .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2))
-            .sample_size(30)
     }
 
     fn chat_single_body(c: &mut Criterion) {

@@ -37,12 +37,11 @@ criterion::criterion_main!(native::benches);
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
-    use super::common::ThreadCpuTime;
+    use super::common::{config, Criterion};
     use criterion::{criterion_group, BenchmarkId, Throughput};
     use openai_gateway::sse::{Event, Reader};
     use openai_gateway::usage::{self, Usage};
     use std::hint::black_box;
-    use std::time::Duration;
 
     const EVENTS: usize = 1000;
     const WORDS: [&str; 8] = [
@@ -161,19 +160,6 @@ mod native {
             events += reader.push(chunk).0.len();
         }
         events
-    }
-
-    type Criterion = criterion::Criterion<ThreadCpuTime>;
-
-    /// Thread CPU time (see `common`); short runs, so `make bench-micro`
-    /// takes about two minutes; the command line overrides them
-    /// (`cargo bench -- --measurement-time 10`).
-    fn config() -> Criterion {
-        criterion::Criterion::default()
-            .with_measurement(ThreadCpuTime)
-            .warm_up_time(Duration::from_millis(500))
-            .measurement_time(Duration::from_secs(2))
-            .sample_size(30)
     }
 
     fn sse(c: &mut Criterion) {

@@ -10,6 +10,18 @@ use std::time::Duration;
 
 pub struct ThreadCpuTime;
 
+pub type Criterion = criterion::Criterion<ThreadCpuTime>;
+
+/// Thread CPU time; short runs, so `make bench-micro` takes about two
+/// minutes; the command line overrides them (`cargo bench -- --measurement-time 10`).
+pub fn config() -> Criterion {
+    criterion::Criterion::default()
+        .with_measurement(ThreadCpuTime)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+}
+
 fn now() -> Duration {
     let mut ts = libc::timespec {
         tv_sec: 0,
