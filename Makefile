@@ -4,7 +4,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 VENV := .venv
 PY := $(VENV)/bin/python
+# The .wasm Envoy loads: the adapter crate (filter/) built for wasm32 and
+# optimised by wasm-opt under the product's name.
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
+FILTER_BUILD := target/wasm32-wasip1/release/openai_gateway_filter.wasm
 
 .PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench bench-peers bench-micro soak fuzz clean
 
@@ -30,8 +33,8 @@ $(VENV)/.installed: tests/requirements.txt
 build: setup wasm tools
 
 wasm:
-	$(CARGO) build --release --target wasm32-wasip1 -p openai-gateway
-	scripts/optimize-wasm.sh $(WASM)
+	$(CARGO) build --release --target wasm32-wasip1 -p openai-gateway-filter
+	scripts/optimize-wasm.sh $(FILTER_BUILD) $(WASM)
 
 # The mock model backend and the rate-limit service double (native).
 tools:
@@ -44,7 +47,8 @@ unit:
 lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --features openai-gateway/schema -- -D warnings
-	$(CARGO) clippy -p openai-gateway --target wasm32-wasip1 --all-targets -- -D warnings
+	$(CARGO) clippy -p openai-gateway -p openai-gateway-filter --target wasm32-wasip1 --all-targets -- -D warnings
+	scripts/check-boundary.sh
 
 e2e: build
 	$(PY) -m pytest tests -q -p no:cacheprovider

@@ -7,7 +7,9 @@
 //! global filter ignores `hits_addend` on route-level `rate_limits`;
 //! `local_ratelimit` honours it, so one Envoy needs no charger.)
 
+use crate::host::{Call, HeaderMap, Host, HostError};
 use crate::tokens::MAX_COST;
+use log::warn;
 use serde::Deserialize;
 use std::num::IntErrorKind;
 
@@ -60,6 +62,24 @@ pub fn filter_state_arguments(path: &str, value: &str) -> Vec<u8> {
         out.extend_from_slice(field);
     }
     out
+}
+
+impl Charger {
+    /// On the request headers: charge the cost the gateway wrote, if any.
+    /// Never stops the request (a failed charge counts it as 1).
+    pub fn on_request_headers(&self, host: &impl Host) {
+        let Ok(Some(value)) = host.header(HeaderMap::Request, &self.header) else {
+            return;
+        };
+        let Some(cost) = cost(&value) else {
+            return;
+        };
+        let args = filter_state_arguments(HITS_ADDEND, &cost.to_string());
+        if let Err(status) = host.call_foreign("set_envoy_filter_state", Some(&args)) {
+            let error = HostError::new(Call::Foreign("set_envoy_filter_state"), status);
+            warn!("openai-gateway: {error}: {cost} tokens not charged; the request counts as 1");
+        }
+    }
 }
 
 fn put_varint(out: &mut Vec<u8>, mut n: u64) {

@@ -1,9 +1,13 @@
 //! openai-gateway: a proxy-wasm filter that makes Envoy the front door of an
 //! OpenAI-compatible inference API.
 //!
-//! Every decision (configuration, auth, the endpoint matrix, body checks,
-//! routing, error rendering) is a plain function in the modules below, tested
-//! natively; [`host`] is the only module that talks to the proxy-wasm host.
+//! This crate is the core: every decision (configuration, auth, the endpoint
+//! matrix, body checks, routing, ids, rate-limit headers, streams, usage,
+//! error rendering) as plain functions, tested natively, and the state of an
+//! [`exchange`], driven through the [`host::Host`] interface. It does not
+//! depend on `proxy-wasm`: the adapter crate in `filter/` implements the host
+//! interface with proxy-wasm's host calls and is the `.wasm` Envoy loads.
+//! docs/architecture.md maps the modules.
 
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
@@ -15,12 +19,14 @@ pub mod compat;
 pub mod config;
 pub mod endpoints;
 pub mod error;
+pub mod exchange;
 pub mod host;
 pub mod ids;
 pub mod json;
 pub mod metrics;
 pub mod multipart;
 pub mod pipeline;
+pub mod plugin;
 pub mod ratelimit;
 pub mod sha256;
 pub mod sse;
@@ -30,12 +36,3 @@ pub mod validate;
 
 pub use config::{Gateway, PluginConfig};
 pub use error::ApiError;
-
-#[cfg(target_arch = "wasm32")]
-proxy_wasm::main! {{
-    // Also installs a panic hook that logs at critical level.
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
-        Box::new(host::Root::default())
-    });
-}}

@@ -137,9 +137,10 @@ pub enum AfterResponseHeaders {
 }
 
 /// How the response body is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum BodyMode {
     /// Passed on as it comes.
+    #[default]
     Untouched,
     /// One JSON object, read whole, adjusted (usage, `system_fingerprint`).
     Json,

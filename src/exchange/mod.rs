@@ -1,0 +1,406 @@
+//! One request/response exchange: the state a request carries from its
+//! headers to its access-log line, and the host calls each stage makes.
+//!
+//! The adapter (`filter/`) calls one method per proxy-wasm callback and turns
+//! the returned [`Flow`] into an `Action`; every decision is made here or in
+//! [`crate::pipeline`], and every host call goes through [`Host`], so a test
+//! drives a whole exchange through a recording host and counts its calls.
+
+mod counters;
+#[cfg(test)]
+pub mod recording;
+mod response;
+#[cfg(test)]
+mod tests;
+
+pub use counters::Counters;
+pub use response::{BodyStep, ResponseBody};
+
+use crate::config::Gateway;
+use crate::error::ApiError;
+use crate::host::{Body, Call, HeaderMap, Host, HostError};
+use crate::metrics;
+use crate::pipeline::{
+    AfterBody, AfterHeaders, AfterResponseHeaders, HeaderEdits, PendingBody, Reply, RequestLine,
+};
+use crate::usage::Usage;
+use log::{debug, error, warn};
+use std::rc::Rc;
+
+/// What the adapter does after a callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Let the stream go on.
+    Continue,
+    /// Hold it (for the rest of the body, or after a local reply).
+    Pause,
+}
+
+/// One request/response exchange.
+pub struct Exchange {
+    id: u32,
+    gateway: Option<Rc<Gateway>>,
+    counters: Rc<Counters>,
+    key_id: Option<String>,
+    /// The status the client received, and the error code of the gateway's own errors.
+    status: u16,
+    error_code: Option<&'static str>,
+    line: RequestLine,
+    /// Set while the headers are held for the body.
+    pending: Option<PendingBody>,
+    /// The gateway has answered this request itself.
+    replied: bool,
+    response: ResponseBody,
+    /// What the response reported, for accounting.
+    usage: Option<Usage>,
+}
+
+/// The filter-state properties that publish an exchange's usage to Envoy's
+/// access log (`%FILTER_STATE(wasm.openai_gateway_prompt_tokens:PLAIN)%`).
+pub const USAGE_PROPERTIES: [&str; 3] = [
+    "openai_gateway_prompt_tokens",
+    "openai_gateway_completion_tokens",
+    "openai_gateway_cached_tokens",
+];
+
+impl Exchange {
+    /// A new exchange. Without a gateway (an invalid configuration), every
+    /// request is answered with an error.
+    pub fn new(id: u32, gateway: Option<Rc<Gateway>>, counters: Rc<Counters>) -> Self {
+        Exchange {
+            id,
+            gateway,
+            counters,
+            key_id: None,
+            status: 0,
+            error_code: None,
+            line: RequestLine::default(),
+            pending: None,
+            replied: false,
+            response: ResponseBody::default(),
+            usage: None,
+        }
+    }
+
+    pub fn on_request_headers(&mut self, host: &impl Host, end_of_stream: bool) -> Flow {
+        let Some(gateway) = self.gateway.clone() else {
+            return self.fail(host, "the gateway has no valid configuration");
+        };
+        let headers = match host.headers(HeaderMap::Request) {
+            Ok(headers) => headers,
+            Err(status) => {
+                return self.fail_call(host, Call::ReadHeaders(HeaderMap::Request), status)
+            }
+        };
+        let outcome = gateway.on_request_headers(&headers, end_of_stream);
+        self.line = outcome.line;
+        self.key_id = outcome.key_id;
+        if let Err(error) = apply(host, HeaderMap::Request, &outcome.edits) {
+            return self.fail(host, &error.to_string());
+        }
+        match outcome.next {
+            AfterHeaders::Reply(reply) => self.send(host, &reply),
+            AfterHeaders::Route(plan) => {
+                self.line.plan = plan;
+                self.clear_route_cache(host)
+            }
+            AfterHeaders::ReadBody(pending) => {
+                self.pending = Some(pending);
+                Flow::Pause
+            }
+        }
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        host: &impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        if self.pending.is_none() || self.replied {
+            return Flow::Continue;
+        }
+        if !end_of_stream {
+            // Buffer until the whole body is there, unless it is already too large.
+            if let Some(reply) = self
+                .gateway
+                .as_ref()
+                .and_then(|g| g.on_partial_body(body_size))
+            {
+                return self.send(host, &reply);
+            }
+            return Flow::Pause;
+        }
+        self.decide_body(host, body_size)
+    }
+
+    /// With trailers the body never ends with `end_of_stream`: decide here.
+    pub fn on_request_trailers(&mut self, host: &impl Host) -> Flow {
+        if self.pending.is_none() || self.replied {
+            return Flow::Continue;
+        }
+        let size = match host.body(Body::Request, 0, usize::MAX) {
+            Ok(body) => body.map_or(0, |b| b.len()),
+            Err(status) => return self.fail_call(host, Call::ReadBody(Body::Request), status),
+        };
+        self.decide_body(host, size)
+    }
+
+    pub fn on_response_headers(&mut self, host: &impl Host) -> Flow {
+        if self.replied {
+            return Flow::Continue;
+        }
+        let Some(gateway) = self.gateway.clone() else {
+            return Flow::Continue;
+        };
+        let headers = match host.headers(HeaderMap::Response) {
+            Ok(headers) => headers,
+            Err(status) => {
+                let error = HostError::new(Call::ReadHeaders(HeaderMap::Response), status);
+                warn!("[{}] {error}", self.id);
+                return Flow::Continue;
+            }
+        };
+        let status = headers
+            .iter()
+            .find(|(name, _)| name == ":status")
+            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u16>().ok())
+            .unwrap_or(0);
+        let details = self.code_details(host, status);
+        self.status = status;
+        match gateway.on_response_headers(status, &details, &self.line, &headers) {
+            AfterResponseHeaders::Reply(reply) => {
+                debug!(
+                    "[{}] rewriting Envoy's local reply {status} ({details})",
+                    self.id
+                );
+                self.send(host, &reply)
+            }
+            AfterResponseHeaders::Edit { mut edits, body } => {
+                edits.set.extend(self.line.plan.headers.iter().cloned());
+                self.response = ResponseBody::new(body);
+                if let Err(error) = apply(host, HeaderMap::Response, &edits) {
+                    warn!("[{}] {error}", self.id);
+                }
+                Flow::Continue
+            }
+        }
+    }
+
+    /// Envoy's `response.code_details`. Only error statuses can be Envoy's
+    /// own replies: the host call (a round trip into the VM to allocate the
+    /// answer) is skipped for the rest.
+    fn code_details(&self, host: &impl Host, status: u16) -> String {
+        if status < 400 {
+            return String::new();
+        }
+        match host.property(&["response", "code_details"]) {
+            Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+            Ok(None) => String::new(),
+            Err(status) => {
+                // Without the details an Envoy reply passes as the backend's.
+                let error = HostError::new(Call::ReadProperty("response.code_details"), status);
+                warn!("[{}] {error}", self.id);
+                String::new()
+            }
+        }
+    }
+
+    /// Adjusts a JSON response (whole) or a stream (event by event, holding
+    /// back only an unfinished event), recording the usage it reports.
+    pub fn on_response_body(
+        &mut self,
+        host: &impl Host,
+        body_size: usize,
+        end_of_stream: bool,
+    ) -> Flow {
+        if self.replied {
+            return Flow::Continue;
+        }
+        match self.response.before_read(end_of_stream) {
+            BodyStep::Pass => return Flow::Continue,
+            BodyStep::Wait => return Flow::Pause,
+            BodyStep::Read => {}
+        }
+        let body = match host.body(Body::Response, 0, body_size) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(status) => {
+                warn!(
+                    "[{}] {}",
+                    self.id,
+                    HostError::new(Call::ReadBody(Body::Response), status)
+                );
+                return Flow::Continue;
+            }
+        };
+        let adjusted = self.response.adjust(
+            &body,
+            end_of_stream,
+            self.gateway.as_deref(),
+            &mut self.line.plan,
+        );
+        for usage in adjusted.usage {
+            self.record_usage(host, usage);
+        }
+        if adjusted.ended_early {
+            // The backend ended the stream early: the stream says so, as
+            // OpenAI's does, instead of a silent cut.
+            warn!("[{}] the backend ended a stream without [DONE]", self.id);
+        }
+        if let Some(bytes) = adjusted.replacement {
+            if let Err(status) = host.set_body(Body::Response, 0, body_size, &bytes) {
+                warn!(
+                    "[{}] {}",
+                    self.id,
+                    HostError::new(Call::ReplaceBody(Body::Response), status)
+                );
+            }
+        }
+        Flow::Continue
+    }
+
+    /// Counts the finished exchange.
+    pub fn on_log(&mut self, host: &impl Host) {
+        if self.gateway.is_none() {
+            return;
+        }
+        let outcome = metrics::Outcome {
+            key_id: self.key_id.as_deref(),
+            model: self.line.plan.model.as_deref(),
+            status: self.status,
+            error_code: self.error_code,
+            usage: self.usage,
+        };
+        self.counters.record(host, &outcome);
+    }
+
+    /// Keeps the usage for the metrics and publishes it to Envoy's access log.
+    fn record_usage(&mut self, host: &impl Host, usage: Usage) {
+        self.usage = Some(usage);
+        let values = [
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            usage.cached_tokens,
+        ];
+        for (name, value) in USAGE_PROPERTIES.into_iter().zip(values) {
+            if let Err(status) = host.set_property(&[name], value.to_string().as_bytes()) {
+                warn!(
+                    "[{}] {}",
+                    self.id,
+                    HostError::new(Call::SetProperty(name), status)
+                );
+            }
+        }
+    }
+
+    fn decide_body(&mut self, host: &impl Host, body_size: usize) -> Flow {
+        let (Some(gateway), Some(pending)) = (self.gateway.clone(), self.pending.take()) else {
+            return Flow::Continue;
+        };
+        let body = match host.body(Body::Request, 0, body_size) {
+            Ok(body) => body.unwrap_or_default(),
+            Err(status) => return self.fail_call(host, Call::ReadBody(Body::Request), status),
+        };
+        match gateway.on_request_body(&pending, &body) {
+            AfterBody::Reply(reply) => self.send(host, &reply),
+            AfterBody::Forward {
+                edits,
+                new_body,
+                response,
+            } => {
+                self.line.plan = response;
+                if let Err(error) = apply(host, HeaderMap::Request, &edits) {
+                    return self.fail(host, &error.to_string());
+                }
+                if let Some(new_body) = new_body {
+                    if let Err(error) = replace_request_body(host, body.len(), &new_body) {
+                        return self.fail(host, &error.to_string());
+                    }
+                }
+                self.clear_route_cache(host)
+            }
+        }
+    }
+
+    /// The request's headers changed what it routes on: Envoy picks the route again.
+    fn clear_route_cache(&mut self, host: &impl Host) -> Flow {
+        match host.call_foreign("clear_route_cache", None) {
+            Ok(_) => Flow::Continue,
+            Err(status) => self.fail_call(host, Call::Foreign("clear_route_cache"), status),
+        }
+    }
+
+    fn send(&mut self, host: &impl Host, reply: &Reply) -> Flow {
+        self.replied = true;
+        self.status = reply.status;
+        self.error_code = reply.error_code;
+        let headers: Vec<(&str, &str)> = reply
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        debug!(
+            "[{}] {} {} -> {} (answered by the gateway)",
+            self.id, self.line.method, self.line.path, reply.status
+        );
+        if let Err(status) = host.send_reply(reply.status, &headers, &reply.body) {
+            error!("[{}] {}", self.id, HostError::new(Call::SendReply, status));
+        }
+        Flow::Pause
+    }
+
+    fn fail_call(&mut self, host: &impl Host, call: Call, status: crate::host::Status) -> Flow {
+        self.fail(host, &HostError::new(call, status).to_string())
+    }
+
+    /// Fails closed: a host error becomes a 500 envelope, never a forwarded request.
+    fn fail(&mut self, host: &impl Host, reason: &str) -> Flow {
+        error!("[{}] {reason}", self.id);
+        let error = ApiError::with_status(
+            500,
+            "The gateway failed to process the request. Retry later.",
+        );
+        let reply = match &self.gateway {
+            Some(gateway) => gateway.error_reply(&error),
+            None => Reply {
+                status: 500,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: error.body(None),
+                error_code: None,
+            },
+        };
+        self.send(host, &reply)
+    }
+}
+
+/// Replaces the request body and fixes `content-length`: a stale one would
+/// make Envoy send a truncated body.
+fn replace_request_body(
+    host: &impl Host,
+    old_size: usize,
+    new_body: &[u8],
+) -> Result<(), HostError> {
+    host.set_body(Body::Request, 0, old_size, new_body)
+        .map_err(|s| HostError::new(Call::ReplaceBody(Body::Request), s))?;
+    let length = new_body.len().to_string();
+    host.set_header(HeaderMap::Request, "content-length", Some(&length))
+        .map_err(|s| {
+            HostError::new(
+                Call::SetHeader(HeaderMap::Request, "content-length".into()),
+                s,
+            )
+        })
+}
+
+/// Applies header edits: removals first, then sets.
+fn apply(host: &impl Host, map: HeaderMap, edits: &HeaderEdits) -> Result<(), HostError> {
+    for name in &edits.remove {
+        host.set_header(map, name, None)
+            .map_err(|s| HostError::new(Call::RemoveHeader(map, name.clone()), s))?;
+    }
+    for (name, value) in &edits.set {
+        host.set_header(map, name, Some(value))
+            .map_err(|s| HostError::new(Call::SetHeader(map, name.clone()), s))?;
+    }
+    Ok(())
+}

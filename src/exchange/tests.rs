@@ -1,0 +1,464 @@
+//! Whole exchanges through a recording host: what the client and the
+//! backend see, and the exact host calls each stage makes.
+
+use super::recording::RecordingHost;
+use super::*;
+use crate::config::tests::gateway;
+use crate::host::Status;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    list.iter()
+        .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+fn counts(list: &[(&'static str, usize)]) -> BTreeMap<&'static str, usize> {
+    list.iter().copied().collect()
+}
+
+fn exchange() -> Exchange {
+    Exchange::new(7, Some(Rc::new(gateway())), Rc::new(Counters::default()))
+}
+
+fn chat_request(host: &RecordingHost, body: &str) {
+    *host.request_headers.borrow_mut() = pairs(&[
+        (":method", "POST"),
+        (":path", "/v1/chat/completions"),
+        (":authority", "gateway"),
+        ("authorization", "Bearer sk-demo"),
+        ("content-type", "application/json"),
+        ("content-length", &body.len().to_string()),
+    ]);
+}
+
+/// Delivers a request body in chunks as Envoy does while the headers are
+/// held: the buffer grows, each call sees the total so far.
+fn deliver_request_body(
+    ex: &mut Exchange,
+    host: &RecordingHost,
+    body: &[u8],
+    chunks: usize,
+) -> Vec<Flow> {
+    let step = body.len().div_ceil(chunks).max(1);
+    let mut flows = Vec::new();
+    for (i, chunk) in body.chunks(step).enumerate() {
+        host.request_body.borrow_mut().extend_from_slice(chunk);
+        let size = host.request_body.borrow().len();
+        flows.push(ex.on_request_body(host, size, i + 1 == body.chunks(step).count()));
+    }
+    flows
+}
+
+/// Delivers response chunks: a held (paused) body accumulates in the
+/// buffer; a passed one is what the client receives, as the exchange left it.
+fn deliver_response_body(ex: &mut Exchange, host: &RecordingHost, chunks: &[&[u8]]) -> Vec<u8> {
+    let mut client = Vec::new();
+    for (i, chunk) in chunks.iter().enumerate() {
+        host.response_body.borrow_mut().extend_from_slice(chunk);
+        let size = host.response_body.borrow().len();
+        let last = i + 1 == chunks.len();
+        if ex.on_response_body(host, size, last) == Flow::Continue {
+            client.extend(host.response_body.borrow_mut().drain(..));
+        }
+    }
+    client
+}
+
+const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Say hello."}],"max_tokens":16}"#;
+
+const CHAT_RESPONSE: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"meta-llama/Llama-3.1-8B-Instruct","system_fingerprint":"fp_1","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
+
+fn ok_response_headers(host: &RecordingHost, content_type: &str) {
+    *host.response_headers.borrow_mut() = pairs(&[
+        (":status", "200"),
+        ("content-type", content_type),
+        ("content-length", "300"),
+        ("x-ratelimit-limit", "60, 60;w=60"),
+        ("x-ratelimit-remaining", "59"),
+        ("x-ratelimit-reset", "60"),
+    ]);
+}
+
+#[test]
+fn a_chat_exchange_end_to_end() {
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, CHAT);
+    host.request_headers
+        .borrow_mut()
+        .push(("x-gateway-backend".into(), b"spoofed".to_vec()));
+
+    assert_eq!(ex.on_request_headers(&host, false), Flow::Pause);
+    let flows = deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 2);
+    assert_eq!(flows, [Flow::Pause, Flow::Continue]);
+
+    // What the backend receives: no client key, the gateway's routing
+    // headers, the upstream model name, and a content-length that fits.
+    let request = |name| host.header_value(HeaderMap::Request, name);
+    assert_eq!(request("authorization"), None);
+    assert_eq!(request("x-gateway-backend").as_deref(), Some("backend-a"));
+    assert_eq!(
+        request("x-gateway-model").as_deref(),
+        Some("llama-3.1-8b-instruct")
+    );
+    assert_eq!(request("x-gateway-key-id").as_deref(), Some("demo"));
+    let forwarded: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+    assert_eq!(forwarded["model"], "meta-llama/Llama-3.1-8B-Instruct");
+    assert_eq!(
+        request("content-length"),
+        Some(host.request_body.borrow().len().to_string())
+    );
+    assert_eq!(host.foreign_calls.borrow().len(), 1);
+    assert_eq!(host.foreign_calls.borrow()[0].0, "clear_route_cache");
+    assert!(host.reply.borrow().is_none());
+    let request_calls = host.counts();
+
+    host.reset_calls();
+    ok_response_headers(&host, "application/json");
+    assert_eq!(ex.on_response_headers(&host), Flow::Continue);
+    let response = |name| host.header_value(HeaderMap::Response, name);
+    assert_eq!(
+        response("content-length"),
+        None,
+        "the adjusted body is re-framed"
+    );
+    assert_eq!(response("x-ratelimit-limit"), None);
+    assert_eq!(
+        response("x-ratelimit-limit-requests").as_deref(),
+        Some("60")
+    );
+    let (head, tail) = CHAT_RESPONSE.as_bytes().split_at(100);
+    let client = deliver_response_body(&mut ex, &host, &[head, tail]);
+    let client: Value = serde_json::from_slice(&client).unwrap();
+    assert!(client.get("system_fingerprint").is_none());
+    assert_eq!(client["usage"]["cache_read_input_tokens"], 0);
+    assert_eq!(client["choices"][0]["message"]["content"], "Hello!");
+    let response_calls = host.counts();
+
+    host.reset_calls();
+    ex.on_log(&host);
+    assert_eq!(
+        host.counter("openai_gateway_requests_total.key_id.demo.model.llama-3_1-8b-instruct.status_class.2xx.error_code.none"),
+        Some(1)
+    );
+    assert_eq!(
+        host.counter("openai_gateway_prompt_tokens_total.key_id.demo.model.llama-3_1-8b-instruct"),
+        Some(12)
+    );
+    assert_eq!(
+        host.properties
+            .borrow()
+            .get("openai_gateway_completion_tokens")
+            .map(Vec::as_slice),
+        Some(&b"3"[..])
+    );
+
+    // The host calls of each stage, exactly.
+    assert_eq!(
+        request_calls,
+        counts(&[
+            ("headers", 1),
+            ("remove_header", 5),
+            ("set_header", 6),
+            ("body", 1),
+            ("set_body", 1),
+            ("call_foreign", 1),
+        ])
+    );
+    assert_eq!(
+        response_calls,
+        counts(&[
+            ("headers", 1),
+            ("remove_header", 4),
+            ("set_header", 3),
+            ("body", 1),
+            ("set_body", 1),
+            ("set_property", 3),
+        ])
+    );
+    // Three increments: no cached tokens, and Envoy refuses an increment of 0.
+    assert_eq!(
+        host.counts(),
+        counts(&[("define_counter", 4), ("increment", 3)])
+    );
+}
+
+/// Twenty content events, the usage chunk the gateway asked for, `[DONE]`.
+fn stream_events(done: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..20 {
+        out.extend_from_slice(
+            format!(
+                "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"w{i} \"}}}}]}}\n\n"
+            )
+            .as_bytes(),
+        );
+    }
+    out.extend_from_slice(b"data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":20,\"total_tokens\":29}}\n\n");
+    if done {
+        out.extend_from_slice(b"data: [DONE]\n\n");
+    }
+    out
+}
+
+fn streamed_exchange(done: bool) -> (RecordingHost, Exchange, Vec<u8>) {
+    let body = r#"{"model":"llama-3.1-8b-instruct","messages":[{"role":"user","content":"Count."}],"stream":true}"#;
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, body);
+    assert_eq!(ex.on_request_headers(&host, false), Flow::Pause);
+    assert_eq!(
+        deliver_request_body(&mut ex, &host, body.as_bytes(), 1),
+        [Flow::Continue]
+    );
+    // The gateway always asks for usage (billing).
+    let forwarded: Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+    assert_eq!(forwarded["stream_options"]["include_usage"], true);
+
+    host.reset_calls();
+    ok_response_headers(&host, "text/event-stream");
+    assert_eq!(ex.on_response_headers(&host), Flow::Continue);
+    // Chunks that split events anywhere, as a network does.
+    let stream = stream_events(done);
+    let chunks: Vec<&[u8]> = stream.chunks(97).collect();
+    let client = deliver_response_body(&mut ex, &host, &chunks);
+    (host, ex, client)
+}
+
+#[test]
+fn a_streamed_exchange_end_to_end() {
+    let (host, mut ex, client) = streamed_exchange(true);
+    let text = String::from_utf8(client).unwrap();
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    // Every content event, in order, without system_fingerprint; the usage
+    // chunk the client did not ask for is hidden; [DONE] ends it.
+    assert_eq!(events.len(), 21, "{text}");
+    for (i, event) in events.iter().take(20).enumerate() {
+        assert!(event.contains(&format!("\"w{i} \"")), "{event}");
+        assert!(!event.contains("system_fingerprint"));
+    }
+    assert_eq!(events[20], "data: [DONE]");
+    assert!(!text.contains("\"usage\""));
+    let calls = host.counts();
+    // One read per chunk; a replacement only where the chunk changed.
+    let chunks = stream_events(true).len().div_ceil(97);
+    assert_eq!(calls["body"], chunks);
+    assert!(calls["set_body"] <= chunks);
+    assert_eq!(calls["set_property"], 3);
+    assert_eq!(calls["headers"], 1);
+
+    host.reset_calls();
+    ex.on_log(&host);
+    assert_eq!(
+        host.counter(
+            "openai_gateway_completion_tokens_total.key_id.demo.model.llama-3_1-8b-instruct"
+        ),
+        Some(20)
+    );
+}
+
+#[test]
+fn a_stream_cut_short_ends_with_an_error_event() {
+    let (_, _, client) = streamed_exchange(false);
+    let text = String::from_utf8(client).unwrap();
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let error: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert!(error["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ended the stream"));
+}
+
+#[test]
+fn a_rejected_request_is_answered_without_reaching_a_backend() {
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, CHAT);
+    host.request_headers.borrow_mut()[3].1 = b"Bearer sk-wrong".to_vec();
+    assert_eq!(ex.on_request_headers(&host, false), Flow::Pause);
+    let reply = host.reply.borrow().clone().unwrap();
+    assert_eq!(reply.status, 401);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    // Nothing more happens on this exchange: no body read, no routing.
+    assert_eq!(
+        deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1),
+        [Flow::Continue]
+    );
+    assert_eq!(ex.on_response_headers(&host), Flow::Continue);
+    assert!(host.foreign_calls.borrow().is_empty());
+    assert_eq!(
+        host.counts(),
+        counts(&[("headers", 1), ("remove_header", 4), ("send_reply", 1)])
+    );
+    host.reset_calls();
+    ex.on_log(&host);
+    assert_eq!(
+        host.counter("openai_gateway_requests_total.key_id.none.model.none.status_class.4xx.error_code.invalid_api_key"),
+        Some(1)
+    );
+}
+
+#[test]
+fn listing_models_is_answered_by_the_gateway() {
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    *host.request_headers.borrow_mut() = pairs(&[
+        (":method", "GET"),
+        (":path", "/v1/models"),
+        ("authorization", "Bearer sk-demo"),
+    ]);
+    assert_eq!(ex.on_request_headers(&host, true), Flow::Pause);
+    let reply = host.reply.borrow().clone().unwrap();
+    assert_eq!(reply.status, 200);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["data"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        host.counts(),
+        counts(&[
+            ("headers", 1),
+            ("remove_header", 5),
+            ("set_header", 2),
+            ("send_reply", 1)
+        ])
+    );
+}
+
+#[test]
+fn a_host_failure_fails_closed_with_a_500_envelope() {
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, CHAT);
+    assert_eq!(ex.on_request_headers(&host, false), Flow::Pause);
+    *host.failing.borrow_mut() = Some(("body", Status::InternalFailure));
+    assert_eq!(
+        deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1),
+        [Flow::Pause]
+    );
+    let reply = host.reply.borrow().clone().unwrap();
+    assert_eq!(reply.status, 500);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("Retry later"));
+    assert!(host.foreign_calls.borrow().is_empty(), "never routed");
+}
+
+#[test]
+fn failing_to_clear_the_route_cache_fails_closed() {
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, CHAT);
+    *host.failing.borrow_mut() = Some(("call_foreign", Status::BadArgument));
+    ex.on_request_headers(&host, false);
+    deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(500));
+}
+
+#[test]
+fn without_a_configuration_every_request_gets_a_500() {
+    let host = RecordingHost::default();
+    let mut ex = Exchange::new(1, None, Rc::new(Counters::default()));
+    chat_request(&host, CHAT);
+    assert_eq!(ex.on_request_headers(&host, false), Flow::Pause);
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(500));
+    host.reset_calls();
+    ex.on_log(&host);
+    assert_eq!(host.total_calls(), 0, "an unconfigured VM counts nothing");
+}
+
+#[test]
+fn envoys_own_error_replies_become_envelopes() {
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, CHAT);
+    ex.on_request_headers(&host, false);
+    deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
+    *host.response_headers.borrow_mut() =
+        pairs(&[(":status", "503"), ("content-type", "text/plain")]);
+    host.properties.borrow_mut().insert(
+        "response.code_details".into(),
+        b"upstream_reset_before_response_started{connection_failure}".to_vec(),
+    );
+    host.reset_calls();
+    assert_eq!(ex.on_response_headers(&host), Flow::Pause);
+    let reply = host.reply.borrow().clone().unwrap();
+    assert_eq!(reply.status, 503);
+    let body: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("unavailable"));
+    assert_eq!(
+        host.counts(),
+        counts(&[("headers", 1), ("property", 1), ("send_reply", 1)])
+    );
+    // The reply's body is the gateway's: the exchange does not touch it again.
+    assert_eq!(ex.on_response_body(&host, 10, true), Flow::Continue);
+}
+
+#[test]
+fn a_backend_response_skips_the_code_details_lookup() {
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, CHAT);
+    ex.on_request_headers(&host, false);
+    deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
+    host.reset_calls();
+    ok_response_headers(&host, "application/json");
+    ex.on_response_headers(&host);
+    assert_eq!(host.counts().get("property"), None);
+}
+
+#[test]
+fn the_charger_copies_the_cost_into_envoys_filter_state() {
+    let charger = crate::charger::Charger {
+        header: "x-gateway-token-cost".into(),
+    };
+    let host = RecordingHost::default();
+    *host.request_headers.borrow_mut() = pairs(&[("x-gateway-token-cost", "42")]);
+    charger.on_request_headers(&host);
+    let calls = host.foreign_calls.borrow();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].0, "set_envoy_filter_state");
+    assert_eq!(
+        calls[0].1,
+        crate::charger::filter_state_arguments(crate::charger::HITS_ADDEND, "42")
+    );
+    drop(calls);
+    // No header, no charge.
+    let host = RecordingHost::default();
+    charger.on_request_headers(&host);
+    assert!(host.foreign_calls.borrow().is_empty());
+    assert_eq!(host.counts(), counts(&[("header", 1)]));
+}
+
+#[test]
+fn plugin_configurations_are_told_apart_and_checked() {
+    use crate::plugin::{configure, Plugin};
+    let gateway = crate::config::tests::sample().to_string();
+    assert!(matches!(
+        configure(gateway.as_bytes()),
+        Ok(Plugin::Gateway(_))
+    ));
+    assert!(matches!(
+        configure(br#"{"token_charger": {"header": "x-gateway-token-cost"}}"#),
+        Ok(Plugin::Charger(_))
+    ));
+    let err = configure(br#"{"api_keys": []}"#).unwrap_err().to_string();
+    assert!(
+        err.starts_with("invalid plugin configuration, refusing to start: "),
+        "{err}"
+    );
+    let err = configure(br#"{"token_charger": {}}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("invalid token charger configuration, refusing to start: "),
+        "{err}"
+    );
+}
