@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
-from harness import (WASM, _hcm, demo_bootstrap, envoy_binary, free_port, localize,  # noqa: E402
+from harness import (WASM, connection_manager, demo_bootstrap, envoy_binary, free_port, localize,  # noqa: E402
                      start_backend, stop, wait_until)
 
 import yaml  # noqa: E402
@@ -78,28 +78,28 @@ STREAM_ID = "stream"
 
 def variants() -> dict[str, dict]:
     demo = demo_bootstrap()
-    hcm = _hcm(demo)
+    hcm = connection_manager(demo)
     router = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router")
     gateway_filter = copy.deepcopy(hcm["http_filters"][0])
     out = {}
     plain = copy.deepcopy(demo)
-    _hcm(plain)["http_filters"] = [router]
+    connection_manager(plain)["http_filters"] = [router]
     out["plain"] = plain
     noop = copy.deepcopy(demo)
     wasm = copy.deepcopy(gateway_filter)
     wasm["typed_config"]["config"].update(name="noop", root_id="noop")
     wasm["typed_config"]["config"]["vm_config"]["vm_id"] = "noop"
     del wasm["typed_config"]["config"]["configuration"]
-    _hcm(noop)["http_filters"] = [wasm, router]
+    connection_manager(noop)["http_filters"] = [wasm, router]
     out["noop"] = noop
     gateway = copy.deepcopy(demo)
-    for f in _hcm(gateway)["http_filters"]:
+    for f in connection_manager(gateway)["http_filters"]:
         if f["name"] == "envoy.filters.http.local_ratelimit":
             # The demo's limiters, with buckets the benchmark cannot empty.
             for d in f["typed_config"]["descriptors"]:
                 d["token_bucket"] = {"max_tokens": 10**9, "tokens_per_fill": 10**9, "fill_interval": "1s"}
     if os.environ.get("BENCH_FILTER_ONLY"):
-        _hcm(gateway)["http_filters"] = [copy.deepcopy(gateway_filter), router]
+        connection_manager(gateway)["http_filters"] = [copy.deepcopy(gateway_filter), router]
     out["gateway"] = gateway
     return out
 
@@ -117,8 +117,8 @@ def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str):
     listen, admin = free_port(), free_port()
     config = localize(bootstrap, listen, admin, {"backend-a": backend_port, "backend-b": backend_port})
     if name == "noop":
-        _hcm(config)["http_filters"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(NOOP_WASM)
-    _hcm(config).pop("access_log", None)  # measure the filter, not logging
+        connection_manager(config)["http_filters"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(NOOP_WASM)
+    connection_manager(config).pop("access_log", None)  # measure the filter, not logging
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = subprocess.Popen(["taskset", "-c", ENVOY_CPU, envoy_binary(), "-c", str(path), "--concurrency", "1",
