@@ -17,13 +17,23 @@ rejection scenarios, which plain Envoy and the no-op filter forward), or has a
 socket error, ends the run with a non-zero exit and says which: such a figure
 is not throughput. The counts are in the results.
 
+A/B mode (`--ab A.wasm [B.wasm]`, make bench-ab A=old.wasm [B=new.wasm]): two
+builds of the gateway instead, in two Envoys with the same gateway
+configuration, co-scheduled against each other in the same way on the wrk
+scenarios (or those BENCH_ONLY names): requests/s of each, B/A, CPU µs per
+request and the status counts of each side. B defaults to the build of this
+checkout; both load this checkout's configuration (a build that refuses it
+stops the run, with Envoy's log). Written to bench/ab-results.{json,md}.
+
 Options (environment):
   BENCH_SECONDS        length of each measurement (default 10)
   BENCH_ONLY           comma-separated scenario ids to run (default: all)
   BENCH_SOAK_REQUESTS  requests for the footprint soak (default 1000000; 0 skips)
-  BENCH_FILTER_ONLY=1  the gateway without its rate-limit filters
+  BENCH_FILTER_ONLY=1  the gateway (both sides in A/B mode) without its
+                       rate-limit filters
   --peers              scenario 1 only, plus LiteLLM proxy (make bench-peers),
                        written to bench/peers-results.{json,md}
+  --ab A [B]           the A/B mode above
 
 Writes bench/results.json and bench/results.md (see BENCHMARKS.md)."""
 
@@ -31,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import http.client
 import json
 import os
@@ -96,7 +107,7 @@ SCENARIOS = [
 STREAM_ID = "stream"
 SOAK_ID = "soak"
 # The Envoys that run the gateway filter (the others forward every request).
-GATEWAY_SIDES = ("gateway",)
+GATEWAY_SIDES = ("gateway", "a", "b")
 
 
 def variants() -> dict[str, dict]:
@@ -302,6 +313,21 @@ def run_scenario(envoys: dict, scenario: Scenario, tmp: Path) -> dict:
     return row
 
 
+def run_ab_scenario(envoys: dict, scenario: Scenario, tmp: Path) -> dict:
+    """Build A against build B, co-scheduled."""
+    scripts = {name: wrk_script(tmp, name, scenario.body, scenario.key) for name in envoys}
+    measured = measure_pair(envoys, scenario, scripts)
+    a, b = measured["a"], measured["b"]
+    row = {"id": scenario.id, "scenario": scenario.title, "body_bytes": len(scenario.body.encode()),
+           "connections": scenario.connections, "expected_status": scenario.rejected_with or "2xx", "a": a, "b": b,
+           "rps_b_over_a": ratio(b["rps"], a["rps"]),
+           "cpu_per_request_b_over_a": ratio(b["envoy_cpu_us_per_request"], a["envoy_cpu_us_per_request"])}
+    print(f"{scenario.title}: B/A {row['rps_b_over_a']} (A {a['rps']:.0f} req/s, B {b['rps']:.0f} req/s; CPU µs/req "
+          f"A {a['envoy_cpu_us_per_request']}, B {b['envoy_cpu_us_per_request']}); responses A {responses_text(a)}, "
+          f"B {responses_text(b)}", flush=True)
+    return row
+
+
 def stream_once(port: int, body: bytes, gateway: bool) -> tuple[float, float]:
     """Seconds to the first body byte and to the end of one streamed chat."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -428,6 +454,32 @@ def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | N
     return text
 
 
+def ab_markdown(meta: dict, rows: list[dict]) -> str:
+    lines = ["| scenario | A req/s | B req/s | **B/A** | Envoy CPU µs/req A / B | A p50 / p99 (µs) | B p50 / p99 (µs) "
+             "| responses A | responses B | socket errors A / B |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a, b = r["a"], r["b"]
+        lines.append(f"| {r['scenario']} | {a['rps']:.0f} | {b['rps']:.0f} | **{r['rps_b_over_a']:.3f}** "
+                     f"| {a['envoy_cpu_us_per_request']} / {b['envoy_cpu_us_per_request']} "
+                     f"| {a['p50_us']} / {a['p99_us']} | {b['p50_us']} / {b['p99_us']} "
+                     f"| {responses_text(a)} | {responses_text(b)} "
+                     f"| {sum(a['socket_errors'].values())} / {sum(b['socket_errors'].values())} |")
+    text = "\n".join(lines) + "\n\n"
+    for side in ("a", "b"):
+        w = meta[side]
+        text += f"- {side.upper()}: `{w['path']}`, {w['bytes']} bytes, sha256 {w['sha256'][:16]}…\n"
+    text += (f"\n{meta['seconds']} s per measurement after 2 s of warm-up, A and B co-scheduled on CPU {ENVOY_CPU} "
+             f"(wrk on CPU {LOAD_CPU}), Envoy --concurrency 1, "
+             f"{'the filter alone' if meta['filter_only'] else 'the demo configuration'}, {meta['cpus']} CPUs, "
+             f"{meta['date']}.\n")
+    return text
+
+
+def wasm_meta(path: Path) -> dict:
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
 def selected_ids(valid: list[str], default: str = "") -> set[str]:
     """BENCH_ONLY's ids (empty: everything); an id that is not in `valid` ends
     the run, rather than measuring nothing and writing that down."""
@@ -438,10 +490,53 @@ def selected_ids(valid: list[str], default: str = "") -> set[str]:
     return only
 
 
+def main_ab(a_wasm: Path, b_wasm: Path) -> int:
+    """make bench-ab: build A against build B on the wrk scenarios."""
+    for needed in (a_wasm, b_wasm):
+        if not needed.is_file():
+            raise SystemExit(f"missing {needed}")
+    only = selected_ids([sc.id for sc in SCENARIOS])
+    scenarios = [sc for sc in SCENARIOS if not only or sc.id in only]
+    backend = start_backend("backend-a")
+    subprocess.run(["taskset", "-a", "-p", "-c", LOAD_CPU, str(backend.proc.pid)], check=True, capture_output=True)
+    procs, rows = [], []
+    try:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            tmp = Path(tmpdir)
+            gateway = variants()["gateway"]
+            envoys = {}
+            for name, wasm in (("a", a_wasm), ("b", b_wasm)):
+                proc, port = start_envoy(gateway, backend.port, tmp, name, wasm)
+                procs.append(proc)
+                envoys[name] = (proc, port)
+            for scenario in scenarios:
+                rows.append(run_ab_scenario(envoys, scenario, tmp))
+    finally:
+        for proc in procs:
+            stop(proc)
+        stop(backend.proc)
+    meta = {"date": time.strftime("%Y-%m-%d"), "seconds": SECONDS, "envoy_concurrency": 1, "cpus": os.cpu_count(),
+            "envoy_cpu": ENVOY_CPU, "load_cpu": LOAD_CPU, "filter_only": bool(os.environ.get("BENCH_FILTER_ONLY")),
+            "a": wasm_meta(a_wasm), "b": wasm_meta(b_wasm)}
+    (ROOT / "bench/ab-results.json").write_text(json.dumps({"meta": meta, "scenarios": rows}, indent=1) + "\n")
+    table = ab_markdown(meta, rows)
+    (ROOT / "bench/ab-results.md").write_text(table)
+    print("\n" + table)
+    return 0
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description="make bench / bench-peers (see the module docstring)")
-    parser.add_argument("--peers", action="store_true", help="scenario 1 plus LiteLLM proxy")
-    peers_mode = parser.parse_args().peers
+    parser = argparse.ArgumentParser(description="make bench / bench-peers / bench-ab (see the module docstring)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--peers", action="store_true", help="scenario 1 plus LiteLLM proxy")
+    mode.add_argument("--ab", nargs="+", type=Path, metavar="WASM",
+                      help=f"A [B]: two gateway builds against each other (B defaults to {WASM.relative_to(ROOT)})")
+    args = parser.parse_args()
+    if args.ab:
+        if len(args.ab) > 2:
+            parser.error("--ab takes A and at most one B")
+        return main_ab(args.ab[0].resolve(), args.ab[1].resolve() if len(args.ab) == 2 else WASM)
+    peers_mode = args.peers
     for needed in (WASM, NOOP_WASM):
         if not needed.is_file():
             raise SystemExit(f"missing {needed}: run `make bench` (it builds everything)")
