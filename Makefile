@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
 FILTER_BUILD := target/wasm32-wasip1/release/openai_gateway_filter.wasm
 
-.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench bench-peers bench-micro soak fuzz clean
+.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench bench-ab bench-peers bench-micro soak fuzz clean
 
 run: build
 	scripts/run-demo.sh
@@ -58,6 +58,19 @@ bench: build
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(CARGO) build --release --target wasm32-wasip1 -p noop-filter
 	$(PY) bench/run.py
+
+# Two builds of the gateway co-scheduled against each other on the same
+# scenarios: make bench-ab A=old.wasm [B=new.wasm] (B: this checkout's build).
+# BENCH_ONLY, BENCH_SECONDS and BENCH_FILTER_ONLY apply. bench/ab-results.{json,md}.
+B ?= $(WASM)
+ifneq ($(filter bench-ab,$(MAKECMDGOALS)),)
+ifeq ($(A),)
+$(error usage: make bench-ab A=path/to/old.wasm [B=path/to/new.wasm])
+endif
+endif
+bench-ab: build
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) bench/run.py --ab "$(A)" "$(B)"
 
 # Scenario 1 through plain Envoy, the gateway and LiteLLM proxy (installed once
 # into .venv-litellm): bench/peers-results.{json,md}.

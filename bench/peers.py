@@ -220,6 +220,14 @@ def wrk(port: int, body: str, seconds: int, tmp: Path) -> dict:
             if errors else {}}
 
 
+def check_all_2xx(name: str, measured: dict) -> None:
+    """Ends the run unless `measured` (from wrk()) served requests, none of
+    them answered with an error status, and had no socket error."""
+    if measured["requests"] == 0 or measured["non_2xx"] or any(measured["socket_errors"].values()):
+        raise SystemExit(f"FAILED {name}: {measured['requests']} requests, {measured['non_2xx']} non-2xx, "
+                         f"socket errors {measured['socket_errors']}; not reported as throughput")
+
+
 def measure_litellm(upstream_port: int, tmp: Path, seconds: int = SECONDS) -> dict:
     """Scenario 1 (bench/run.py's chat_body(1024)) through LiteLLM: the
     fields of bench/run.py's wrk() plus `socket_errors`,
@@ -239,9 +247,7 @@ def measure_litellm(upstream_port: int, tmp: Path, seconds: int = SECONDS) -> di
             raise SystemExit(f"litellm died during the measurement:\n{_tail(tmp / 'litellm.log')}")
     finally:
         stop_litellm(proc)
-    if measured["requests"] == 0 or measured["non_2xx"] or any(measured["socket_errors"].values()):
-        raise SystemExit(f"litellm: {measured['requests']} requests, {measured['non_2xx']} non-2xx, "
-                         f"socket errors {measured['socket_errors']}")
+    check_all_2xx("litellm", measured)
     measured["proxy_cpu_us_per_request"] = round(used * 1e6 / measured["requests"], 1)
     measured["litellm_version"] = LITELLM_VERSION
     return measured

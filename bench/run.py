@@ -10,19 +10,38 @@ CPU 0 between the two Envoys, host noise hits both alike, and the ratio of
 their requests/s (and of their CPU-seconds per request, from /proc/PID/stat)
 is what we report; absolute figures stand beside it.
 
+Every measurement counts each side's responses by status (a wrk Lua script)
+and its socket errors. A side that answers anything but what the scenario
+expects (2xx where the request is forwarded; the gateway's intended 4xx in the
+rejection scenarios, which plain Envoy and the no-op filter forward), or has a
+socket error, ends the run with a non-zero exit and says which: such a figure
+is not throughput. The counts are in the results.
+
+A/B mode (`--ab A.wasm [B.wasm]`, make bench-ab A=old.wasm [B=new.wasm]): two
+builds of the gateway instead, in two Envoys with the same gateway
+configuration, co-scheduled against each other in the same way on the wrk
+scenarios (or those BENCH_ONLY names): requests/s of each, B/A, CPU µs per
+request and the status counts of each side. B defaults to the build of this
+checkout; both load this checkout's configuration (a build that refuses it
+stops the run, with Envoy's log). Written to bench/ab-results.{json,md}.
+
 Options (environment):
   BENCH_SECONDS        length of each measurement (default 10)
   BENCH_ONLY           comma-separated scenario ids to run (default: all)
   BENCH_SOAK_REQUESTS  requests for the footprint soak (default 1000000; 0 skips)
-  BENCH_FILTER_ONLY=1  the gateway without its rate-limit filters
+  BENCH_FILTER_ONLY=1  the gateway (both sides in A/B mode) without its
+                       rate-limit filters
   --peers              scenario 1 only, plus LiteLLM proxy (make bench-peers),
                        written to bench/peers-results.{json,md}
+  --ab A [B]           the A/B mode above
 
 Writes bench/results.json and bench/results.md (see BENCHMARKS.md)."""
 
 from __future__ import annotations
 
+import argparse
 import copy
+import hashlib
 import http.client
 import json
 import os
@@ -34,10 +53,11 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
-from harness import (WASM, _hcm, demo_bootstrap, envoy_binary, free_port, localize,  # noqa: E402
+from harness import (WASM, connection_manager, demo_bootstrap, envoy_binary, free_port, localize,  # noqa: E402
                      start_backend, stop, wait_until)
 
 import yaml  # noqa: E402
@@ -45,9 +65,6 @@ import yaml  # noqa: E402
 NOOP_WASM = ROOT / "target/wasm32-wasip1/release/noop_filter.wasm"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SOAK_REQUESTS = int(os.environ.get("BENCH_SOAK_REQUESTS", "1000000"))
-PEERS = "--peers" in sys.argv[1:]
-# make bench-peers: scenario 1 and the peer only, written beside the main results.
-ONLY = {s for s in os.environ.get("BENCH_ONLY", "chat-1k" if PEERS else "").split(",") if s}
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 ENVOY_CPU, LOAD_CPU = "0", "1"
@@ -63,43 +80,60 @@ def chat_body(size: int, **extra) -> str:
 
 EMBEDDINGS = json.dumps({"model": "bge-m3", "input": ["a sentence to embed"] * 8})
 
-# id, title, path, body, key, connections; each is measured co-scheduled.
+class Scenario(NamedTuple):
+    """One wrk load, measured co-scheduled. `rejected_with`: the status the
+    gateway answers instead of forwarding (plain Envoy and the no-op filter
+    forward every request); None when the gateway forwards too."""
+    id: str
+    title: str
+    path: str
+    body: str
+    key: str
+    connections: int
+    rejected_with: int | None = None
+
+
 SCENARIOS = [
-    ("chat-1k", "chat 1 KB", "/v1/chat/completions", chat_body(1024), "sk-demo", 32),
-    ("chat-64k", "chat 64 KB", "/v1/chat/completions", chat_body(65536), "sk-demo", 32),
-    ("chat-1m", "chat 1 MB", "/v1/chat/completions", chat_body(1 << 20), "sk-demo", 8),
-    ("bad-key", "rejected: bad key", "/v1/chat/completions", chat_body(1024), "sk-wrong", 32),
-    ("bad-field", "rejected: bad field (n=2)", "/v1/chat/completions", chat_body(1024, n=2), "sk-demo", 32),
-    ("embeddings", "embeddings + encoding_format rewrite", "/v1/embeddings", EMBEDDINGS, "sk-demo", 32),
-    ("unloaded", "chat 1 KB, 1 connection (unloaded latency)", "/v1/chat/completions", chat_body(1024), "sk-demo", 1),
+    Scenario("chat-1k", "chat 1 KB", "/v1/chat/completions", chat_body(1024), "sk-demo", 32),
+    Scenario("chat-64k", "chat 64 KB", "/v1/chat/completions", chat_body(65536), "sk-demo", 32),
+    Scenario("chat-1m", "chat 1 MB", "/v1/chat/completions", chat_body(1 << 20), "sk-demo", 8),
+    Scenario("bad-key", "rejected: bad key", "/v1/chat/completions", chat_body(1024), "sk-wrong", 32, rejected_with=401),
+    Scenario("bad-field", "rejected: bad field (n=2)", "/v1/chat/completions", chat_body(1024, n=2), "sk-demo", 32,
+             rejected_with=400),
+    Scenario("embeddings", "embeddings + encoding_format rewrite", "/v1/embeddings", EMBEDDINGS, "sk-demo", 32),
+    Scenario("unloaded", "chat 1 KB, 1 connection (unloaded latency)", "/v1/chat/completions", chat_body(1024),
+             "sk-demo", 1),
 ]
 STREAM_ID = "stream"
+SOAK_ID = "soak"
+# The Envoys that run the gateway filter (the others forward every request).
+GATEWAY_SIDES = ("gateway", "a", "b")
 
 
 def variants() -> dict[str, dict]:
     demo = demo_bootstrap()
-    hcm = _hcm(demo)
+    hcm = connection_manager(demo)
     router = next(f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.router")
     gateway_filter = copy.deepcopy(hcm["http_filters"][0])
     out = {}
     plain = copy.deepcopy(demo)
-    _hcm(plain)["http_filters"] = [router]
+    connection_manager(plain)["http_filters"] = [router]
     out["plain"] = plain
     noop = copy.deepcopy(demo)
     wasm = copy.deepcopy(gateway_filter)
     wasm["typed_config"]["config"].update(name="noop", root_id="noop")
     wasm["typed_config"]["config"]["vm_config"]["vm_id"] = "noop"
     del wasm["typed_config"]["config"]["configuration"]
-    _hcm(noop)["http_filters"] = [wasm, router]
+    connection_manager(noop)["http_filters"] = [wasm, router]
     out["noop"] = noop
     gateway = copy.deepcopy(demo)
-    for f in _hcm(gateway)["http_filters"]:
+    for f in connection_manager(gateway)["http_filters"]:
         if f["name"] == "envoy.filters.http.local_ratelimit":
             # The demo's limiters, with buckets the benchmark cannot empty.
             for d in f["typed_config"]["descriptors"]:
                 d["token_bucket"] = {"max_tokens": 10**9, "tokens_per_fill": 10**9, "fill_interval": "1s"}
     if os.environ.get("BENCH_FILTER_ONLY"):
-        _hcm(gateway)["http_filters"] = [copy.deepcopy(gateway_filter), router]
+        connection_manager(gateway)["http_filters"] = [copy.deepcopy(gateway_filter), router]
     out["gateway"] = gateway
     return out
 
@@ -113,19 +147,52 @@ def rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
-def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str):
+def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str, wasm: Path | None = None):
+    """Envoy `name` on CPU 0; `wasm`: the .wasm its Wasm filter loads instead
+    of this checkout's build."""
     listen, admin = free_port(), free_port()
     config = localize(bootstrap, listen, admin, {"backend-a": backend_port, "backend-b": backend_port})
-    if name == "noop":
-        _hcm(config)["http_filters"][0]["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(NOOP_WASM)
-    _hcm(config).pop("access_log", None)  # measure the filter, not logging
+    if wasm is not None:
+        for f in connection_manager(config)["http_filters"]:
+            if f["name"] == "envoy.filters.http.wasm":
+                f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(wasm)
+    connection_manager(config).pop("access_log", None)  # measure the filter, not logging
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
+    log = tmp / f"{name}.log"
     proc = subprocess.Popen(["taskset", "-c", ENVOY_CPU, envoy_binary(), "-c", str(path), "--concurrency", "1",
-                             "--disable-hot-restart", "--log-level", "warn"],
+                             "--disable-hot-restart", "--log-level", "warn", "--log-path", str(log)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_until(lambda: urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1).status == 200, 30, name)
+
+    def ready() -> bool:
+        if proc.poll() is not None:  # SystemExit: wait_until does not catch it
+            tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:]) if log.exists() else ""
+            raise SystemExit(f"Envoy {name!r} exited with {proc.returncode} at start ({wasm or WASM}):\n{tail}")
+        return urllib.request.urlopen(f"http://127.0.0.1:{admin}/ready", timeout=1).status == 200
+
+    try:
+        wait_until(ready, 30, f"Envoy {name!r}")
+    except BaseException:
+        stop(proc)
+        raise
     return proc, listen
+
+
+# Counts every response by status; done() prints one "status CODE COUNT" line
+# per code after wrk's summary.
+COUNT_STATUSES = """
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function init(args) statuses = {} end
+function response(status, headers, body) statuses[status] = (statuses[status] or 0) + 1 end
+function done(summary, latency, requests)
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      io.write(string.format("status %d %d\\n", status, count))
+    end
+  end
+end
+"""
 
 
 def wrk_script(tmp: Path, name: str, body: str, key: str) -> Path:
@@ -136,7 +203,8 @@ def wrk_script(tmp: Path, name: str, body: str, key: str) -> Path:
         'wrk.headers["Content-Type"] = "application/json"\n'
         f'wrk.headers["Authorization"] = "Bearer {key}"\n'
         # Plain Envoy has no filter to choose the backend: the client names it.
-        'wrk.headers["x-gateway-backend"] = "backend-a"\n')
+        'wrk.headers["x-gateway-backend"] = "backend-a"\n'
+        + COUNT_STATUSES)
     return script
 
 
@@ -152,11 +220,44 @@ def parse_wrk(out: str) -> dict:
     requests = re.search(r"(\d+) requests in", out)
     if not requests:
         raise RuntimeError(f"wrk printed no result:\n{out}")
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: (.*)", out)
+    statuses: dict[int, int] = {}
+    for code, count in re.findall(r"^status (\d+) (\d+)$", out, re.M):
+        statuses[int(code)] = statuses.get(int(code), 0) + int(count)
+    if sum(statuses.values()) != int(requests.group(1)):
+        raise RuntimeError(f"the status counts {statuses} do not add up to wrk's request count:\n{out}")
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "requests": int(requests.group(1)),
-            "p50_us": latency(50), "p99_us": latency(99), "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-            "socket_errors": errors.group(1).strip() if errors else None}
+            "p50_us": latency(50), "p99_us": latency(99),
+            "statuses": dict(sorted(statuses.items())),
+            "2xx": sum(n for code, n in statuses.items() if 200 <= code < 300),
+            "non_2xx": sum(n for code, n in statuses.items() if not 200 <= code < 300),
+            "socket_errors": dict(zip(("connect", "read", "write", "timeout"), map(int, errors.groups())))
+            if errors else {"connect": 0, "read": 0, "write": 0, "timeout": 0}}
+
+
+def expected_status(scenario: Scenario, side: str) -> int | None:
+    """The status every response of `side` must have; None: any 2xx."""
+    return scenario.rejected_with if side in GATEWAY_SIDES else None
+
+
+def check_responses(what: str, measured: dict, expected: int | None) -> None:
+    """Ends the run unless every response is the expected one and no socket
+    error occurred: a figure made of other answers is not throughput."""
+    statuses, errors = measured["statuses"], measured["socket_errors"]
+    if expected is None:
+        wrong = {code: n for code, n in statuses.items() if not 200 <= code < 300}
+        wanted = "2xx"
+    else:
+        wrong = {code: n for code, n in statuses.items() if code != expected}
+        wanted = str(expected)
+    if measured["requests"] == 0 or wrong or any(errors.values()):
+        raise SystemExit(f"FAILED {what}: expected every response to be {wanted}, got {measured['requests']} responses "
+                         f"{statuses or '(none)'}, socket errors {errors}; not reported as throughput")
+
+
+def responses_text(measured: dict) -> str:
+    """The status counts of one side, e.g. `31022 × 200`."""
+    return ", ".join(f"{n} × {code}" for code, n in measured["statuses"].items()) or "none"
 
 
 def co_scheduled(sides: dict[str, tuple], path: str, scripts: dict[str, Path], connections: int, seconds: int) -> dict:
@@ -181,14 +282,23 @@ def ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else 0.0
 
 
-def run_scenario(envoys: dict, scenario: tuple, tmp: Path) -> dict:
-    sid, title, path, body, key, connections = scenario
-    scripts = {name: wrk_script(tmp, name, body, key) for name in envoys}
-    row = {"id": sid, "scenario": title, "body_bytes": len(body.encode()), "connections": connections, "pairs": {}}
+def measure_pair(pair: dict, scenario: Scenario, scripts: dict[str, Path]) -> dict:
+    """Warm-up, then the measurement, of two Envoys co-scheduled; ends the run
+    if either side's responses are not what `scenario` expects."""
+    for seconds in (2, SECONDS):  # the warm-up is checked too: it fails sooner
+        measured = co_scheduled(pair, scenario.path, scripts, scenario.connections, seconds)
+        for side, m in measured.items():
+            check_responses(f"{scenario.id}, {side} ({seconds} s)", m, expected_status(scenario, side))
+    return measured
+
+
+def run_scenario(envoys: dict, scenario: Scenario, tmp: Path) -> dict:
+    title = scenario.title
+    scripts = {name: wrk_script(tmp, name, scenario.body, scenario.key) for name in envoys}
+    row = {"id": scenario.id, "scenario": title, "body_bytes": len(scenario.body.encode()),
+           "connections": scenario.connections, "gateway_status": scenario.rejected_with or "2xx", "pairs": {}}
     for other in ("noop", "gateway"):
-        pair = {"plain": envoys["plain"], other: envoys[other]}
-        co_scheduled(pair, path, scripts, connections, 2)  # warm up
-        measured = co_scheduled(pair, path, scripts, connections, SECONDS)
+        measured = measure_pair({"plain": envoys["plain"], other: envoys[other]}, scenario, scripts)
         p, o = measured["plain"], measured[other]
         row["pairs"][other] = {
             "plain": p, other: o,
@@ -198,7 +308,23 @@ def run_scenario(envoys: dict, scenario: tuple, tmp: Path) -> dict:
         }
     g = row["pairs"]["gateway"]
     print(f"{title}: gateway/plain {g['ratio_rps']} (cpu {g['ratio_cpu_per_request']}, +{g['added_cpu_us_per_request']} µs), "
-          f"no-op/plain {row['pairs']['noop']['ratio_rps']}", flush=True)
+          f"no-op/plain {row['pairs']['noop']['ratio_rps']}; responses gateway {responses_text(g['gateway'])}, "
+          f"plain {responses_text(g['plain'])}", flush=True)
+    return row
+
+
+def run_ab_scenario(envoys: dict, scenario: Scenario, tmp: Path) -> dict:
+    """Build A against build B, co-scheduled."""
+    scripts = {name: wrk_script(tmp, name, scenario.body, scenario.key) for name in envoys}
+    measured = measure_pair(envoys, scenario, scripts)
+    a, b = measured["a"], measured["b"]
+    row = {"id": scenario.id, "scenario": scenario.title, "body_bytes": len(scenario.body.encode()),
+           "connections": scenario.connections, "expected_status": scenario.rejected_with or "2xx", "a": a, "b": b,
+           "rps_b_over_a": ratio(b["rps"], a["rps"]),
+           "cpu_per_request_b_over_a": ratio(b["envoy_cpu_us_per_request"], a["envoy_cpu_us_per_request"])}
+    print(f"{scenario.title}: B/A {row['rps_b_over_a']} (A {a['rps']:.0f} req/s, B {b['rps']:.0f} req/s; CPU µs/req "
+          f"A {a['envoy_cpu_us_per_request']}, B {b['envoy_cpu_us_per_request']}); responses A {responses_text(a)}, "
+          f"B {responses_text(b)}", flush=True)
     return row
 
 
@@ -253,6 +379,7 @@ def soak(envoys: dict, tmp: Path, target: int) -> dict:
     done, non_2xx = 0, 0
     while done < target:
         out = parse_wrk(start_wrk(port, "/v1/chat/completions", script, 32, 20).communicate(timeout=120)[0])
+        check_responses(f"soak after {done} requests", out, None)
         done += out["requests"]
         non_2xx += out["non_2xx"]
         samples.append({"requests": done, "rss_mb": round(rss_mb(proc.pid), 1)})
@@ -277,6 +404,7 @@ def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
         peer_bench.wrk(port, body, 2, tmp)  # warm up
         before = cpu_seconds(proc.pid)
         measured = peer_bench.wrk(port, body, SECONDS, tmp)
+        peer_bench.check_all_2xx(name, measured)
         measured["proxy_cpu_us_per_request"] = round((cpu_seconds(proc.pid) - before) * 1e6 / max(measured["requests"], 1), 1)
         rows[name] = measured
     rows["litellm"] = peer_bench.measure_litellm(backend_port, tmp, SECONDS)
@@ -297,15 +425,16 @@ def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
 
 def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | None, peers: dict | None) -> str:
     lines = ["| scenario | plain req/s | gateway req/s | **gateway/plain** | no-op/plain | gateway p50 / p99 (µs) | plain p50 / p99 (µs) "
-             "| Envoy CPU µs/req plain / gateway | added by gateway / by no-op (µs) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| Envoy CPU µs/req plain / gateway | added by gateway / by no-op (µs) | responses plain / no-op / gateway |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         g, n = r["pairs"]["gateway"], r["pairs"]["noop"]
         gp, gg = g["plain"], g["gateway"]
         lines.append(f"| {r['scenario']} | {gp['rps']:.0f} | {gg['rps']:.0f} | **{g['ratio_rps']:.2f}** | {n['ratio_rps']:.2f} "
                      f"| {gg['p50_us']} / {gg['p99_us']} | {gp['p50_us']} / {gp['p99_us']} "
                      f"| {gp['envoy_cpu_us_per_request']} / {gg['envoy_cpu_us_per_request']} "
-                     f"| {g['added_cpu_us_per_request']} / {n['added_cpu_us_per_request']} |")
+                     f"| {g['added_cpu_us_per_request']} / {n['added_cpu_us_per_request']} "
+                     f"| {responses_text(gp)} / {responses_text(n['noop'])} / {responses_text(gg)} |")
     text = "\n".join(lines) + "\n"
     if stream:
         p, g = stream["plain"], stream["gateway"]
@@ -321,14 +450,98 @@ def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | N
                  f"{soaked['rss_after_mb']} MB at the end.\n")
     text += (f"\n.wasm: {meta['wasm_bytes']} bytes (no-op: {meta['noop_wasm_bytes']}). {meta['seconds']} s per measurement, "
              f"co-scheduled pairs on CPU {ENVOY_CPU} (wrk on CPU {LOAD_CPU}), Envoy --concurrency 1, {meta['cpus']} CPUs, "
+             f"{meta['date']}. Responses by status (plain's from the gateway pair); no socket errors (checked).\n")
+    return text
+
+
+def ab_markdown(meta: dict, rows: list[dict]) -> str:
+    lines = ["| scenario | A req/s | B req/s | **B/A** | Envoy CPU µs/req A / B | A p50 / p99 (µs) | B p50 / p99 (µs) "
+             "| responses A | responses B | socket errors A / B |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a, b = r["a"], r["b"]
+        lines.append(f"| {r['scenario']} | {a['rps']:.0f} | {b['rps']:.0f} | **{r['rps_b_over_a']:.3f}** "
+                     f"| {a['envoy_cpu_us_per_request']} / {b['envoy_cpu_us_per_request']} "
+                     f"| {a['p50_us']} / {a['p99_us']} | {b['p50_us']} / {b['p99_us']} "
+                     f"| {responses_text(a)} | {responses_text(b)} "
+                     f"| {sum(a['socket_errors'].values())} / {sum(b['socket_errors'].values())} |")
+    text = "\n".join(lines) + "\n\n"
+    for side in ("a", "b"):
+        w = meta[side]
+        text += f"- {side.upper()}: `{w['path']}`, {w['bytes']} bytes, sha256 {w['sha256'][:16]}…\n"
+    text += (f"\n{meta['seconds']} s per measurement after 2 s of warm-up, A and B co-scheduled on CPU {ENVOY_CPU} "
+             f"(wrk on CPU {LOAD_CPU}), Envoy --concurrency 1, "
+             f"{'the filter alone' if meta['filter_only'] else 'the demo configuration'}, {meta['cpus']} CPUs, "
              f"{meta['date']}.\n")
     return text
 
 
+def wasm_meta(path: Path) -> dict:
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def selected_ids(valid: list[str], default: str = "") -> set[str]:
+    """BENCH_ONLY's ids (empty: everything); an id that is not in `valid` ends
+    the run, rather than measuring nothing and writing that down."""
+    only = {s for s in os.environ.get("BENCH_ONLY", default).split(",") if s}
+    unknown = only - set(valid)
+    if unknown:
+        raise SystemExit(f"BENCH_ONLY: unknown {', '.join(sorted(unknown))} (known here: {', '.join(valid)})")
+    return only
+
+
+def main_ab(a_wasm: Path, b_wasm: Path) -> int:
+    """make bench-ab: build A against build B on the wrk scenarios."""
+    for needed in (a_wasm, b_wasm):
+        if not needed.is_file():
+            raise SystemExit(f"missing {needed}")
+    only = selected_ids([sc.id for sc in SCENARIOS])
+    scenarios = [sc for sc in SCENARIOS if not only or sc.id in only]
+    backend = start_backend("backend-a")
+    subprocess.run(["taskset", "-a", "-p", "-c", LOAD_CPU, str(backend.proc.pid)], check=True, capture_output=True)
+    procs, rows = [], []
+    try:
+        with tempfile.TemporaryDirectory() as tmpdir:
+            tmp = Path(tmpdir)
+            gateway = variants()["gateway"]
+            envoys = {}
+            for name, wasm in (("a", a_wasm), ("b", b_wasm)):
+                proc, port = start_envoy(gateway, backend.port, tmp, name, wasm)
+                procs.append(proc)
+                envoys[name] = (proc, port)
+            for scenario in scenarios:
+                rows.append(run_ab_scenario(envoys, scenario, tmp))
+    finally:
+        for proc in procs:
+            stop(proc)
+        stop(backend.proc)
+    meta = {"date": time.strftime("%Y-%m-%d"), "seconds": SECONDS, "envoy_concurrency": 1, "cpus": os.cpu_count(),
+            "envoy_cpu": ENVOY_CPU, "load_cpu": LOAD_CPU, "filter_only": bool(os.environ.get("BENCH_FILTER_ONLY")),
+            "a": wasm_meta(a_wasm), "b": wasm_meta(b_wasm)}
+    (ROOT / "bench/ab-results.json").write_text(json.dumps({"meta": meta, "scenarios": rows}, indent=1) + "\n")
+    table = ab_markdown(meta, rows)
+    (ROOT / "bench/ab-results.md").write_text(table)
+    print("\n" + table)
+    return 0
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description="make bench / bench-peers / bench-ab (see the module docstring)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--peers", action="store_true", help="scenario 1 plus LiteLLM proxy")
+    mode.add_argument("--ab", nargs="+", type=Path, metavar="WASM",
+                      help=f"A [B]: two gateway builds against each other (B defaults to {WASM.relative_to(ROOT)})")
+    args = parser.parse_args()
+    if args.ab:
+        if len(args.ab) > 2:
+            parser.error("--ab takes A and at most one B")
+        return main_ab(args.ab[0].resolve(), args.ab[1].resolve() if len(args.ab) == 2 else WASM)
+    peers_mode = args.peers
     for needed in (WASM, NOOP_WASM):
         if not needed.is_file():
             raise SystemExit(f"missing {needed}: run `make bench` (it builds everything)")
+    # make bench-peers: scenario 1 and the peer only, written beside the main results.
+    only = selected_ids([sc.id for sc in SCENARIOS] + [STREAM_ID, SOAK_ID], "chat-1k" if peers_mode else "")
     peers = None
     backend = start_backend("backend-a")
     subprocess.run(["taskset", "-a", "-p", "-c", LOAD_CPU, str(backend.proc.pid)], check=True, capture_output=True)
@@ -339,18 +552,18 @@ def main() -> int:
             tmp = Path(tmpdir)
             envoys = {}
             for name, bootstrap in variants().items():
-                proc, port = start_envoy(bootstrap, backend.port, tmp, name)
+                proc, port = start_envoy(bootstrap, backend.port, tmp, name, NOOP_WASM if name == "noop" else None)
                 procs.append(proc)
                 envoys[name] = (proc, port)
             rss_idle = {name: round(rss_mb(proc.pid), 1) for name, (proc, _) in envoys.items()}
             for scenario in SCENARIOS:
-                if not ONLY or scenario[0] in ONLY:
+                if not only or scenario.id in only:
                     rows.append(run_scenario(envoys, scenario, tmp))
-            if not ONLY or STREAM_ID in ONLY:
+            if not only or STREAM_ID in only:
                 stream = run_stream(envoys)
-            if PEERS:
+            if peers_mode:
                 peers = compare_peers(envoys, backend.port, tmp)
-            if SOAK_REQUESTS and (not ONLY or "soak" in ONLY):
+            if SOAK_REQUESTS and (not only or SOAK_ID in only):
                 soaked = soak(envoys, tmp, SOAK_REQUESTS)
     finally:
         for proc in procs:
@@ -361,7 +574,7 @@ def main() -> int:
             "envoy_cpu": ENVOY_CPU, "load_cpu": LOAD_CPU, "rss_idle_mb": rss_idle,
             "filter_only": bool(os.environ.get("BENCH_FILTER_ONLY"))}
     result = {"meta": meta, "scenarios": rows, "stream": stream, "soak": soaked, "peers": peers}
-    stem = "bench/peers-results" if PEERS else "bench/results"
+    stem = "bench/peers-results" if peers_mode else "bench/results"
     (ROOT / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
     table = markdown(meta, rows, stream, soaked, peers)
     (ROOT / f"{stem}.md").write_text(table)

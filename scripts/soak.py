@@ -28,7 +28,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
-from harness import MOCK, _hcm, demo_bootstrap, start_gateway, stop, wait_until  # noqa: E402
+from harness import MOCK, connection_manager, demo_bootstrap, start_gateway, stop, wait_until  # noqa: E402
 
 SECONDS = int(os.environ.get("SOAK_SECONDS", "60"))
 CONNECTIONS = int(os.environ.get("SOAK_CONNECTIONS", "256"))
@@ -50,7 +50,7 @@ def soak_bootstrap() -> dict:
     """The demo configuration with its shared buckets (any key, any model)
     too large for the soak to empty; sk-demo-limited keeps its 3 per minute."""
     b = copy.deepcopy(demo_bootstrap())
-    for f in _hcm(b)["http_filters"]:
+    for f in connection_manager(b)["http_filters"]:
         if f["name"] == "envoy.filters.http.local_ratelimit":
             for d in f["typed_config"]["descriptors"]:
                 if not any(e.get("value") == "demo-limited" for e in d["entries"]):

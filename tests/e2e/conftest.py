@@ -1,10 +1,8 @@
 import warnings
 
 import pytest
-from openai import OpenAI
-
 import secrets_audit
-from harness import ENVOY_LOG_LEVEL, client_keys, start_gateway
+from harness import ENVOY_LOG_LEVEL, client_keys, sdk, start_gateway
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -44,4 +42,4 @@ def backends(gateway):
 def client(gateway):
     """The real OpenAI SDK pointed at the gateway; no retries, so each test
     sees exactly one attempt."""
-    return OpenAI(base_url=gateway.base_url, api_key="sk-demo", max_retries=0)
+    return sdk(gateway)

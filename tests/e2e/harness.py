@@ -2,7 +2,10 @@
 with the built filter, on free loopback ports, stopped by PID afterwards.
 
 The Envoy configuration is the demo's own (envoy/demo.yaml), moved to free
-ports, with test-only additions (see `test_overlay`)."""
+ports, with test-only additions (see `test_overlay`). Also the helpers several
+test files share: the SDK client (`sdk`), what a backend received
+(`last_request`, `header`, `nothing_reached`), and Envoy's config validation
+(`envoy_validate`)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from openai import OpenAI
 
 import secrets_audit
 
@@ -42,6 +46,13 @@ WASM_LOG_LEVEL = os.environ.get("ENVOY_WASM_LOG_LEVEL", "debug")
 def envoy_binary() -> str:
     out = subprocess.run([str(ROOT / "scripts/envoy-bin")], check=True, capture_output=True, text=True)
     return out.stdout.strip()
+
+
+def envoy_validate(path: Path) -> subprocess.CompletedProcess:
+    """`envoy --mode validate` of the bootstrap at `path` (which also loads the
+    .wasm and runs its on_configure), from the repository root."""
+    return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
 def free_port() -> int:
@@ -101,6 +112,33 @@ class Backend:
         stop(self.proc)
 
 
+# --- what the tests send, and what the backends received ---------------------------
+
+HI = [{"role": "user", "content": "Say hello"}]
+
+
+def sdk(gateway, key: str = "sk-demo", **options) -> OpenAI:
+    """The real OpenAI SDK pointed at `gateway`, without retries unless
+    `options` (OpenAI's keyword arguments) say otherwise: each call is then
+    exactly one attempt."""
+    return OpenAI(base_url=gateway.base_url, api_key=key, **{"max_retries": 0, **options})
+
+
+def last_request(backend: Backend) -> dict:
+    reqs = backend.requests()
+    assert reqs, f"{backend.name} received nothing"
+    return reqs[-1]
+
+
+def header(record: dict, name: str) -> list[str]:
+    """Every value of header `name` in a backend's record of a request."""
+    return [v for n, v in record["headers"] if n == name]
+
+
+def nothing_reached(backends: dict[str, Backend]) -> bool:
+    return all(not b.requests() for b in backends.values())
+
+
 def start_backend(name: str) -> Backend:
     port = free_port()
     proc = subprocess.Popen(
@@ -124,12 +162,13 @@ def set_plugin_config(bootstrap: dict, config: dict) -> None:
     _wasm_filter(bootstrap)["typed_config"]["config"]["configuration"]["value"] = json.dumps(config)
 
 
-def _hcm(bootstrap: dict) -> dict:
+def connection_manager(bootstrap: dict) -> dict:
+    """The typed config of the bootstrap's (first listener's) HTTP connection manager."""
     return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
 def _wasm_filter(bootstrap: dict) -> dict:
-    return next(f for f in _hcm(bootstrap)["http_filters"] if f["name"] == "envoy.filters.http.wasm")
+    return next(f for f in connection_manager(bootstrap)["http_filters"] if f["name"] == "envoy.filters.http.wasm")
 
 
 @dataclass
@@ -264,7 +303,7 @@ def localize(bootstrap: dict, listen_port: int, admin_port: int, backend_ports: 
         name = cluster["name"]
         addr = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
         addr["port_value"] = backend_ports[name]
-    for f in _hcm(b)["http_filters"]:
+    for f in connection_manager(b)["http_filters"]:
         if f["name"] == "envoy.filters.http.wasm":
             f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(WASM)
     return b
@@ -272,7 +311,7 @@ def localize(bootstrap: dict, listen_port: int, admin_port: int, backend_ports: 
 
 def log_access_to(bootstrap: dict, path: Path) -> None:
     """The bootstrap's stdout access log, written to `path` instead (same format)."""
-    for log in _hcm(bootstrap).get("access_log", []):
+    for log in connection_manager(bootstrap).get("access_log", []):
         config = log["typed_config"]
         log["name"] = "envoy.access_loggers.file"
         log["typed_config"] = {"@type": "type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog",
@@ -330,7 +369,7 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
         {"id": "unrouted-model", "category": "text", "backend": UNROUTED_BACKEND},
     ]
     set_plugin_config(b, config)
-    for f in _hcm(b)["http_filters"]:
+    for f in connection_manager(b)["http_filters"]:
         if f["name"] != "envoy.filters.http.local_ratelimit":
             continue  # the fleet's limits live in the rate-limit service
         prefix = f["typed_config"].get("stat_prefix")
@@ -340,7 +379,7 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
                 f["typed_config"]["descriptors"].insert(0, {
                     "entries": [{"key": "limit", "value": kind}, {"key": "key_id", "value": key_id}],
                     "token_bucket": bucket})
-    routes = _hcm(b)["route_config"]["virtual_hosts"][0]["routes"]
+    routes = connection_manager(b)["route_config"]["virtual_hosts"][0]["routes"]
     routes.append({
         "match": {"prefix": "/v1/", "headers": [{"name": "x-gateway-backend", "string_match": {"exact": DEAD_BACKEND}}]},
         "route": {"cluster": DEAD_BACKEND, "timeout": "5s"},

@@ -8,18 +8,20 @@ import time
 import httpx
 import openai
 import pytest
-from openai import OpenAI
 
-HI = [{"role": "user", "content": "Say hello"}]
+import harness
+from harness import HI, nothing_reached
+
 DURATION = re.compile(r"^(\d+h)?(\d+m)?\d+(s|ms)$")
 
 
 def sdk(gateway, key, retries=0, statuses=None):
+    """harness.sdk with `retries`; `statuses` collects (time, status, headers)
+    of every response, retries included."""
     hooks = {}
     if statuses is not None:
         hooks = {"response": [lambda r: statuses.append((time.monotonic(), r.status_code, dict(r.headers)))]}
-    return OpenAI(base_url=gateway.base_url, api_key=key, max_retries=retries,
-                  http_client=httpx.Client(event_hooks=hooks))
+    return harness.sdk(gateway, key, max_retries=retries, http_client=httpx.Client(event_hooks=hooks))
 
 
 def chat(client, **extra):
@@ -67,7 +69,7 @@ def check_request_limit_429(gateway, key, limit, other_key):
     assert e.response.headers["x-ratelimit-limit-requests"] == str(limit)
     assert "x-should-retry" not in e.response.headers
     assert "Rate limit reached for requests" in e.message
-    assert all(not b.requests() for b in gateway.backends.values())
+    assert nothing_reached(gateway.backends)
     # Limits are per key: another key is unaffected.
     assert chat(sdk(gateway, other_key)).parse().choices
 
@@ -114,7 +116,7 @@ def check_token_limit(gateway, key, tokens_limit, refusals_still_count=False):
     assert e.body["type"] == "tokens" and e.code == "rate_limit_exceeded"
     assert e.response.headers["x-should-retry"] == "false"
     assert "Waiting will not help" in e.message
-    assert all(not b.requests() for b in gateway.backends.values())
+    assert nothing_reached(gateway.backends)
     if refusals_still_count:
         with pytest.raises(openai.RateLimitError) as err:
             chat(client, max_tokens=5)
@@ -146,5 +148,5 @@ def check_huge_request_is_refused(gateway, key, max_tokens):
     assert e.body["type"] == "tokens", e.body
     assert e.response.headers["x-should-retry"] == "false"
     assert "needs about 1000000000 tokens" in e.message, e.message
-    assert all(not b.requests() for b in gateway.backends.values())
+    assert nothing_reached(gateway.backends)
 

@@ -3,22 +3,15 @@
 configuration makes Envoy refuse to start with one clear log line."""
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
-from harness import ROOT, WASM, demo_bootstrap, envoy_binary, localize, plugin_config, set_plugin_config
+from harness import ROOT, WASM, demo_bootstrap, envoy_validate, localize, plugin_config, set_plugin_config
 
 # The bootstraps in envoy/ (the examples' are checked by test_examples.py,
 # which first points their container paths at this checkout).
 ENVOY_CONFIGS = sorted(p for p in (ROOT / "envoy").glob("*.yaml") if "static_resources" in p.read_text())
-
-
-def validate(path: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
-                          capture_output=True, text=True, cwd=ROOT, timeout=60)
 
 
 def test_there_are_configs_to_check():
@@ -28,7 +21,7 @@ def test_there_are_configs_to_check():
 @pytest.mark.parametrize("path", ENVOY_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_envoy_config_validates(path):
     assert WASM.is_file(), "build the .wasm first (make build)"
-    result = validate(path)
+    result = envoy_validate(path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "openai-gateway: configured" in result.stdout + result.stderr
 
@@ -45,7 +38,7 @@ def test_invalid_plugin_config_fails_closed(tmp_path, mutate, needle):
     set_plugin_config(bootstrap, config)
     path = tmp_path / "broken.yaml"
     path.write_text(yaml.safe_dump(bootstrap))
-    result = validate(path)
+    result = envoy_validate(path)
     output = result.stdout + result.stderr
     assert result.returncode != 0
     lines = [l for l in output.splitlines() if "invalid plugin configuration" in l]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness import ROOT, WASM, envoy_binary
+from harness import ROOT, WASM, connection_manager, envoy_validate
 
 EXAMPLES = ROOT / "examples"
 COMPOSE = EXAMPLES / "docker-compose/docker-compose.yaml"
@@ -19,8 +19,7 @@ COMPOSE = EXAMPLES / "docker-compose/docker-compose.yaml"
 def validate(bootstrap: dict, tmp_path: Path) -> subprocess.CompletedProcess:
     path = tmp_path / "bootstrap.yaml"
     path.write_text(yaml.safe_dump(bootstrap))
-    return subprocess.run([envoy_binary(), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
-                          capture_output=True, text=True, timeout=60)
+    return envoy_validate(path)
 
 
 def local_wasm(value):
@@ -178,7 +177,7 @@ def has_limit(config_descriptors, seq):
 
 def test_every_descriptor_the_fleet_sends_has_a_limit():
     envoy = yaml.safe_load((ROOT / "envoy/global-ratelimit.yaml").read_text())
-    hcm = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = connection_manager(envoy)
     rate_limits = hcm["route_config"]["virtual_hosts"][0]["rate_limits"]
     config = yaml.safe_load((ROOT / "envoy/ratelimit-config.yaml").read_text())
     domains = {f["typed_config"]["domain"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ratelimit"}
@@ -192,7 +191,7 @@ def test_every_descriptor_the_fleet_sends_has_a_limit():
 
 def test_every_descriptor_one_envoy_sends_has_a_bucket():
     envoy = yaml.safe_load((ROOT / "envoy/demo.yaml").read_text())
-    hcm = envoy["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    hcm = connection_manager(envoy)
     for f in (f for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.local_ratelimit"):
         config = f["typed_config"]
         buckets = [[(e["key"], e.get("value")) for e in d["entries"]] for d in config["descriptors"]]

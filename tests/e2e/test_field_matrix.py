@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from test_gateway import HI, header, last_request, nothing_reached
+from harness import HI, header, last_request, nothing_reached
 
 TOOL = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}}
 IMAGE = [{"type": "text", "text": "What is this?"},

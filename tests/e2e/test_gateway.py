@@ -3,31 +3,17 @@ real openai==1.109.1 SDK (raw HTTP only where the SDK cannot express a case)."""
 
 import base64
 import json
+import os
+import subprocess
+import sys
 
 import httpx
 import openai
 import pytest
-from openai import OpenAI
 
-from harness import TEST_KEYS, demo_bootstrap, plugin_config
+from harness import HI, ROOT, TEST_KEYS, demo_bootstrap, header, last_request, nothing_reached, plugin_config, sdk
 
-HI = [{"role": "user", "content": "Say hello"}]
 DEMO_MODELS = plugin_config(demo_bootstrap())["models"]
-
-
-def last_request(backend):
-    reqs = backend.requests()
-    assert reqs, f"{backend.name} received nothing"
-    return reqs[-1]
-
-
-def header(record, name):
-    values = [v for n, v in record["headers"] if n == name]
-    return values
-
-
-def nothing_reached(backends):
-    return all(not b.requests() for b in backends.values())
 
 
 # --- the happy path -------------------------------------------------------------
@@ -63,7 +49,7 @@ def test_models_list_is_the_catalog_with_categories(client):
 
 def test_models_list_only_shows_what_a_key_may_use(gateway):
     key = next(iter(TEST_KEYS))
-    restricted = OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    restricted = sdk(gateway, key)
     assert [m.id for m in restricted.models.list().data] == ["bge-m3"]
     with pytest.raises(openai.NotFoundError) as err:
         restricted.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI)
@@ -101,7 +87,7 @@ def test_videos_and_responses_route_by_model(gateway, backends):
     r = httpx.post(f"{gateway.base_url}/videos/generations", headers={"Authorization": "Bearer sk-demo"},
                    json={"model": "wan2.1-t2v-1.3b", "prompt": "waves"})
     assert r.status_code == 200 and r.json()["status"] == "queued"
-    client = OpenAI(base_url=gateway.base_url, api_key="sk-demo", max_retries=0)
+    client = sdk(gateway)
     resp = client.responses.create(model="deepseek-r1-distill-qwen-7b", input="hi")
     assert resp.output_text == "Hello from backend-b."
 
@@ -164,7 +150,7 @@ def test_cors_grants_from_backends_are_stripped(gateway, backends):
 # --- errors, as the SDK's typed exceptions ---------------------------------------
 
 def test_wrong_key_is_401_invalid_api_key_without_echoing_it(gateway, backends):
-    bad = OpenAI(base_url=gateway.base_url, api_key="sk-not-a-real-key-abcdefghijk", max_retries=0)
+    bad = sdk(gateway, "sk-not-a-real-key-abcdefghijk")
     with pytest.raises(openai.AuthenticationError) as err:
         bad.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI)
     assert err.value.status_code == 401
@@ -343,10 +329,6 @@ def test_non_utf8_header_values_do_not_break_the_filter(gateway, backends):
 
 
 def test_quickstart_example_runs_against_the_gateway(gateway):
-    import os
-    import subprocess
-    import sys
-    from harness import ROOT
     env = {**os.environ, "OPENAI_BASE_URL": gateway.base_url, "OPENAI_API_KEY": "sk-demo"}
     out = subprocess.run([sys.executable, str(ROOT / "examples/quickstart.py")], env=env,
                          capture_output=True, text=True, timeout=60)

@@ -45,7 +45,7 @@ from typing import Callable
 
 import pytest
 
-from harness import _hcm, demo_bootstrap, plugin_config, set_plugin_config, start_gateway
+from harness import connection_manager, demo_bootstrap, header, nothing_reached, plugin_config, set_plugin_config, start_gateway
 
 MODEL = "llama-3.1-8b-instruct"  # on backend-a
 HI = [{"role": "user", "content": "hi"}]
@@ -139,25 +139,21 @@ def wait_for(check: Callable[[], bool], timeout: float) -> bool:
     return check()
 
 
-def header_values(record: dict, name: str) -> list[str]:
-    return [v for n, v in record["headers"] if n == name]
-
-
 def no_control_characters(record: dict) -> None:
     for name, value in record["headers"]:
         assert not any(c in value for c in "\r\n\0"), (name, value)
 
 
 def the_gateway_chose_backend_a(record: dict) -> None:
-    assert header_values(record, "x-gateway-backend") == ["backend-a"]
-    assert header_values(record, "x-gateway-key-id") == ["demo"]
+    assert header(record, "x-gateway-backend") == ["backend-a"]
+    assert header(record, "x-gateway-key-id") == ["demo"]
     no_control_characters(record)
 
 
 def note_arrives_as(value: str) -> Callable[[dict], None]:
     def check(record: dict) -> None:
         no_control_characters(record)
-        assert header_values(record, "x-note") == [value]
+        assert header(record, "x-note") == [value]
     return check
 
 
@@ -355,7 +351,7 @@ def test_a_chunked_body_over_the_buffer_limit_is_a_413_envelope(gateway, backend
     error = reply.error()
     assert reply.status == 413
     assert "larger than this gateway accepts" in error["message"]
-    assert not any(requests_seen(gateway).values())
+    assert nothing_reached(gateway.backends)
     assert reply.headers.get("connection") == "close"
     conn.close()
 
@@ -371,7 +367,7 @@ def tight_gateway():
     limits.max_request_bytes 64 KiB (Envoy's buffer stays larger, 1 MiB, so
     the filter's own limit is the one met)."""
     bootstrap = demo_bootstrap()
-    hcm = _hcm(bootstrap)
+    hcm = connection_manager(bootstrap)
     hcm["request_headers_timeout"] = "1s"
     hcm["request_timeout"] = "2s"
     bootstrap["static_resources"]["listeners"][0]["per_connection_buffer_limit_bytes"] = 1_048_576
@@ -402,7 +398,7 @@ def test_a_client_that_stops_mid_body_gets_a_408_and_nothing_leaks(tight):
     assert reply.headers.get("connection") == "close" and conn.closed_by_server()
     conn.close()
     assert wait_for(lambda: downstream_rq_active(tight) == 0, 5)
-    assert not any(requests_seen(tight).values())
+    assert nothing_reached(tight.backends)
 
 
 def test_a_client_that_disconnects_mid_body_leaves_nothing_behind(tight):
@@ -411,7 +407,7 @@ def test_a_client_that_disconnects_mid_body_leaves_nothing_behind(tight):
     assert wait_for(lambda: downstream_rq_active(tight) == 1, 5)
     conn.close()
     assert wait_for(lambda: downstream_rq_active(tight) == 0, 5)
-    assert not any(requests_seen(tight).values())
+    assert nothing_reached(tight.backends)
 
 
 def test_a_client_that_stops_mid_headers_gets_a_408_and_nothing_leaks(tight):
@@ -426,7 +422,7 @@ def test_a_client_that_stops_mid_headers_gets_a_408_and_nothing_leaks(tight):
     assert reply.headers.get("connection") == "close" and conn.closed_by_server()
     conn.close()
     assert wait_for(lambda: downstream_rq_active(tight) == 0, 5)
-    assert not any(requests_seen(tight).values())
+    assert nothing_reached(tight.backends)
 
 
 def test_a_chunked_body_is_refused_once_it_outgrows_the_limit(tight):
@@ -442,7 +438,7 @@ def test_a_chunked_body_is_refused_once_it_outgrows_the_limit(tight):
     error = reply.error()
     assert reply.status == 413
     assert f"at most {TIGHT_MAX_BYTES} bytes" in error["message"]
-    assert not any(requests_seen(tight).values())
+    assert nothing_reached(tight.backends)
     conn.close()
     # A body of exactly the limit passes.
     filler = TIGHT_MAX_BYTES - len(body_of(x=""))

@@ -4,9 +4,8 @@ themselves, valid for the key that created them, on any replica."""
 import httpx
 import openai
 import pytest
-from openai import OpenAI
 
-from harness import start_gateway
+from harness import nothing_reached, sdk, start_gateway
 
 INPUT = "Say hello"
 
@@ -17,10 +16,6 @@ def replica(gateway):
     second = start_gateway(shared_backends=gateway.backends)
     yield second
     second.stop()
-
-
-def sdk(gw, key="sk-demo"):
-    return OpenAI(base_url=gw.base_url, api_key=key, max_retries=0)
 
 
 def test_a_stored_response_is_retrieved_and_deleted_by_its_id(gateway, backends):
@@ -58,7 +53,7 @@ def test_ids_the_gateway_did_not_issue_are_404(gateway, backends, forged):
     gateway.clear_backends()
     with pytest.raises(openai.NotFoundError):
         sdk(gateway).responses.retrieve(forged)
-    assert all(not b.requests() for b in backends.values())
+    assert nothing_reached(backends)
 
 
 def test_previous_response_id_continues_on_the_same_backend(gateway, backends):

@@ -8,7 +8,7 @@ import openai
 import pytest
 
 import ratelimit_cases as cases
-from harness import global_bootstrap, start_gateway, start_ratelimit_service
+from harness import connection_manager, global_bootstrap, nothing_reached, start_gateway, start_ratelimit_service
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,7 @@ def fleet_gateway(rls, deny_on_failure=False):
     bootstrap = global_bootstrap()
     if deny_on_failure:
         bootstrap = copy.deepcopy(bootstrap)
-        hcm = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-        for f in hcm["http_filters"]:
+        for f in connection_manager(bootstrap)["http_filters"]:
             if f["name"] == "envoy.filters.http.ratelimit":
                 f["typed_config"]["failure_mode_deny"] = True
     return start_gateway(bootstrap, extra_ports={"ratelimit": rls.grpc_port})
@@ -109,7 +108,7 @@ def test_service_down_with_failure_mode_deny_is_a_503_envelope(rls):
         assert err.value.status_code == 503
         assert err.value.body["type"] == "server_error"
         assert "rate-limit service is unavailable" in err.value.message
-        assert all(not b.requests() for b in gw.backends.values())
+        assert nothing_reached(gw.backends)
         rls.mode("ok")
         assert cases.chat(cases.sdk(gw, "sk-demo")).parse().choices
     finally:

@@ -7,7 +7,7 @@ import time
 
 import httpx
 
-from test_gateway import HI, last_request
+from harness import HI, last_request
 
 
 def sse_events(gateway, body, key="sk-demo"):

@@ -10,9 +10,8 @@ import urllib.request
 import httpx
 import openai
 import pytest
-from openai import OpenAI
 
-from test_gateway import HI
+from harness import HI, sdk
 
 
 def prometheus(gateway) -> str:
@@ -37,7 +36,7 @@ def mock_usage(body: bytes, words: int = 3) -> tuple[int, int]:
 
 
 def test_counters_equal_the_usage_the_backends_reported(gateway, backends):
-    client = OpenAI(base_url=gateway.base_url, api_key="sk-test-metrics", max_retries=0)
+    client = sdk(gateway, "sk-test-metrics")
     expected_prompt = expected_completion = 0
     for _ in range(3):
         resp = client.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI)
@@ -69,7 +68,7 @@ def test_counters_equal_the_usage_the_backends_reported(gateway, backends):
 
 def test_refused_keys_are_counted_by_error_code(gateway):
     before = counter(prometheus(gateway), "openai_gateway_requests_total", error_code="invalid_api_key")
-    bad = OpenAI(base_url=gateway.base_url, api_key="sk-wrong-key-for-metrics", max_retries=0)
+    bad = sdk(gateway, "sk-wrong-key-for-metrics")
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
     time.sleep(0.2)
@@ -79,7 +78,7 @@ def test_refused_keys_are_counted_by_error_code(gateway):
 
 
 def test_access_log_prints_key_model_backend_status_and_tokens(gateway):
-    client = OpenAI(base_url=gateway.base_url, api_key="sk-demo", max_retries=0)
+    client = sdk(gateway)
     raw = client.chat.completions.with_raw_response.create(model="gpt-4o-mini", messages=HI)
     usage = raw.parse().usage
     request_id = raw.headers["x-request-id"]
