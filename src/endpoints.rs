@@ -1,4 +1,4 @@
-//! The endpoint matrix of SPEC.md as one table: which `/v1` paths the gateway
+//! The endpoint matrix as one table: which `/v1` paths the gateway
 //! serves, with which methods, and what it tells clients about the ones it
 //! does not serve.
 
