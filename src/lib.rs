@@ -22,7 +22,6 @@ pub mod metrics;
 pub mod multipart;
 pub mod pipeline;
 pub mod ratelimit;
-pub mod sha256;
 pub mod sse;
 pub mod tokens;
 pub mod usage;
