@@ -50,7 +50,7 @@ mod native {
     /// The demo's catalog (`envoy/demo.yaml`): an alias, an upstream name,
     /// capabilities, a backend credential, ids on.
     fn gateway() -> Gateway {
-        let digest: String = openai_gateway::sha256::sha256(KEY.as_bytes())
+        let digest: String = openai_gateway::auth::key_digest(KEY.as_bytes())
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();

@@ -2,14 +2,23 @@
 
 use crate::catalog::ModelIndex;
 use crate::error::ApiError;
-use crate::sha256::{constant_time_eq, sha256, Digest};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+/// The SHA-256 digest of an API key: what the configuration holds instead of the key.
+pub type KeyDigest = [u8; 32];
+
+/// The digest the configuration holds for `secret` (hex: `printf %s "$KEY" | sha256sum`).
+pub fn key_digest(secret: &[u8]) -> KeyDigest {
+    Sha256::digest(secret).into()
+}
 
 /// A configured API key. Only its digest is known to the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey {
     /// Names the key in headers, logs and stats; never the secret itself.
     pub id: String,
-    pub digest: Digest,
+    pub digest: KeyDigest,
     /// The models the key may use; None means every model.
     pub models: Option<Vec<ModelIndex>>,
 }
@@ -58,12 +67,13 @@ impl KeyStore {
             _ => return Err(ApiError::unauthorized(ONE_HEADER)),
         };
         let token = bearer_token(value)?;
-        let digest = sha256(token);
+        let digest = key_digest(token);
         // Compare against every key, without stopping early, so the time taken
-        // does not depend on which key (if any) matched.
+        // does not depend on which key (if any) matched; each comparison is
+        // constant-time too (subtle), whatever byte first differs.
         let mut found = None;
         for (index, key) in self.keys.iter().enumerate() {
-            if constant_time_eq(&digest, &key.digest) && found.is_none() {
+            if bool::from(digest.as_slice().ct_eq(key.digest.as_slice())) && found.is_none() {
                 found = Some(index);
             }
         }
@@ -130,12 +140,12 @@ mod tests {
         KeyStore::new(vec![
             ApiKey {
                 id: "demo".into(),
-                digest: sha256(b"sk-demo"),
+                digest: key_digest(b"sk-demo"),
                 models: None,
             },
             ApiKey {
                 id: "limited".into(),
-                digest: sha256(b"sk-limited-0123456789abcdef"),
+                digest: key_digest(b"sk-limited-0123456789abcdef"),
                 models: Some(vec![1]),
             },
         ])
@@ -221,6 +231,60 @@ mod tests {
         assert!(!long.message.contains(long_key));
         assert!(!long.message.contains("abcdefgh"));
         assert!(long.message.contains("`WXYZ`"), "{}", long.message);
+    }
+
+    fn hex(d: &[u8]) -> String {
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn key_digests_are_sha256_known_vectors() {
+        assert_eq!(
+            hex(&key_digest(b"")),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            hex(&key_digest(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hex(&key_digest(
+                b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"
+            )),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1"
+        );
+    }
+
+    #[test]
+    fn key_digests_match_reference_for_every_padding_length() {
+        // The digest of the 300 digests of data[..0], data[..1], …, data[..299],
+        // computed independently (Python's hashlib): every padding case at once.
+        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
+        let all: Vec<u8> = (0..data.len())
+            .flat_map(|len| key_digest(&data[..len]))
+            .collect();
+        assert_eq!(
+            hex(&key_digest(&all)),
+            "7b074096cabb18dd0d1b468a173cb2f97f80e952525bca29542e606fd6d0753a"
+        );
+    }
+
+    #[test]
+    fn digests_differing_in_one_bit_do_not_match() {
+        let mut digest = key_digest(b"sk-demo");
+        let same = KeyStore::new(vec![ApiKey {
+            id: "demo".into(),
+            digest,
+            models: None,
+        }]);
+        assert_eq!(same.authenticate(&[b"Bearer sk-demo"]), Ok(0));
+        digest[31] ^= 1;
+        let other = KeyStore::new(vec![ApiKey {
+            id: "demo".into(),
+            digest,
+            models: None,
+        }]);
+        assert!(other.authenticate(&[b"Bearer sk-demo"]).is_err());
     }
 
     #[test]

@@ -2,10 +2,9 @@
 //! value, Istio's `pluginConfig`), parsed and checked once in `on_configure`
 //! into an immutable [`Gateway`] shared by every request.
 
-use crate::auth::{ApiKey, KeyStore};
+use crate::auth::{ApiKey, KeyDigest, KeyStore};
 use crate::catalog::{Capability, Catalog, Category, Model};
 use crate::ids::IdCodec;
-use crate::sha256::parse_hex;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
@@ -249,7 +248,7 @@ impl TryFrom<PluginConfig> for Gateway {
             if !ids.insert(k.id.clone()) {
                 return fail(format!("{at}.id: key id `{}` is used twice", k.id));
             }
-            let Some(digest) = parse_hex(&k.sha256) else {
+            let Some(digest) = parse_hex_digest(&k.sha256) else {
                 return fail(format!(
                     "{at}.sha256: expected the key's SHA-256 digest as 64 hex digits, never the key itself"
                 ));
@@ -319,6 +318,16 @@ impl TryFrom<PluginConfig> for Gateway {
             }
         }
 
+        // HMAC takes keys of any length: this never fails.
+        let Ok(ids) = config
+            .id_secret
+            .as_deref()
+            .map(|s| IdCodec::new(s.as_bytes()))
+            .transpose()
+        else {
+            return fail("id_secret: not usable as an HMAC-SHA256 key".into());
+        };
+
         Ok(Gateway {
             keys: KeyStore::new(keys),
             catalog,
@@ -327,10 +336,7 @@ impl TryFrom<PluginConfig> for Gateway {
             doc_url: config.doc_url,
             token_limits: config.token_limits,
             limits: config.limits,
-            ids: config
-                .id_secret
-                .as_deref()
-                .map(|s| IdCodec::new(s.as_bytes())),
+            ids,
         })
     }
 }
@@ -408,6 +414,31 @@ fn check_name(value: &str, field: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// An API key's digest from 64 hex digits (either case).
+fn parse_hex_digest(text: &str) -> Option<KeyDigest> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (dst, pair) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+        let hi = hex_value(*pair.first()?)?;
+        let lo = hex_value(*pair.get(1)?)?;
+        *dst = (hi << 4) | lo;
+    }
+    Some(out)
+}
+
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        // In range by the match arms: no overflow.
+        b'0'..=b'9' => c.checked_sub(b'0'),
+        b'a'..=b'f' => c.checked_sub(b'a' - 10),
+        b'A'..=b'F' => c.checked_sub(b'A' - 10),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -417,8 +448,8 @@ pub(crate) mod tests {
     pub fn sample() -> serde_json::Value {
         json!({
             "api_keys": [
-                {"id": "demo", "sha256": crate::sha256::sha256(b"sk-demo").iter().map(|b| format!("{b:02x}")).collect::<String>()},
-                {"id": "embed-only", "sha256": crate::sha256::sha256(b"sk-embed").iter().map(|b| format!("{b:02x}")).collect::<String>(), "models": ["bge-m3"]}
+                {"id": "demo", "sha256": crate::auth::key_digest(b"sk-demo").iter().map(|b| format!("{b:02x}")).collect::<String>()},
+                {"id": "embed-only", "sha256": crate::auth::key_digest(b"sk-embed").iter().map(|b| format!("{b:02x}")).collect::<String>(), "models": ["bge-m3"]}
             ],
             "models": [
                 {"id": "llama-3.1-8b-instruct", "category": "text", "backend": "backend-a", "aliases": ["gpt-4o-mini"], "capabilities": ["tool_use", "json_schema"], "upstream_model": "meta-llama/Llama-3.1-8B-Instruct"},
@@ -565,5 +596,16 @@ pub(crate) mod tests {
         ] {
             assert!(Gateway::try_from(bytes).is_err());
         }
+    }
+
+    #[test]
+    fn hex_digests_round_trip_and_rejects() {
+        let d = crate::auth::key_digest(b"sk-demo");
+        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(parse_hex_digest(&hex), Some(d));
+        assert_eq!(parse_hex_digest(&hex.to_uppercase()), Some(d));
+        assert_eq!(parse_hex_digest("abc"), None);
+        assert_eq!(parse_hex_digest(&"g".repeat(64)), None);
+        assert_eq!(parse_hex_digest(&"é".repeat(32)), None);
     }
 }

@@ -12,116 +12,73 @@
 //! it (another key's tag does not match: 404, as for ids the gateway never
 //! issued). A client cannot point an id at another backend without the secret.
 
-use crate::sha256::{sha256, Digest};
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+use hmac::digest::InvalidLength;
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 
 const TAG_BYTES: usize = 12;
 const CONTEXT: &[u8] = b"openai-gateway id v1";
 
-/// HMAC-SHA256 (RFC 2104).
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> Digest {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&sha256(key));
-    } else {
-        for (dst, src) in block.iter_mut().zip(key) {
-            *dst = *src;
-        }
-    }
-    let mut inner = Vec::with_capacity(message.len().saturating_add(64));
-    inner.extend(block.iter().map(|b| b ^ 0x36));
-    inner.extend_from_slice(message);
-    let inner_hash = sha256(&inner);
-    let mut outer = Vec::with_capacity(64 + 32);
-    outer.extend(block.iter().map(|b| b ^ 0x5c));
-    outer.extend_from_slice(&inner_hash);
-    sha256(&outer)
+type HmacSha256 = Hmac<Sha256>;
+
+/// base64url without padding, with one encoding per byte string: padding and
+/// non-zero unused low bits are refused, so an id has a single spelling.
+const BASE64URL: GeneralPurpose = GeneralPurpose::new(
+    &alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_encode_padding(false)
+        .with_decode_padding_mode(DecodePaddingMode::RequireNone)
+        .with_decode_allow_trailing_bits(false),
+);
+
+/// base64url without padding (the parts of an id).
+pub fn base64url_encode(data: &[u8]) -> String {
+    BASE64URL.encode(data)
 }
 
-const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/// base64url without padding. (Bit positions depend only on the index in a
-/// chunk of at most 3 or 4 bytes: the shifts below cannot overflow.)
-#[allow(clippy::arithmetic_side_effects)]
-pub fn encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            let index = (n >> (18 - 6 * i)) & 0x3f;
-            out.push(char::from(
-                ALPHABET.get(index as usize).copied().unwrap_or(b'A'),
-            ));
-        }
-    }
-    out
-}
-
-/// Inverse of [`encode`]; None for anything it would not produce.
-#[allow(clippy::arithmetic_side_effects)]
-pub fn decode(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for chunk in text.as_bytes().chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            let v = ALPHABET.iter().position(|a| a == c)? as u32;
-            n |= v << (18 - 6 * i);
-        }
-        let bytes = n.to_be_bytes();
-        out.extend_from_slice(bytes.get(1..chunk.len())?);
-        // Unused low bits must be zero (one encoding per id).
-        let used_bits = 8 * (chunk.len() - 1);
-        if n & ((1u32 << (24 - used_bits)) - 1) != 0 {
-            return None;
-        }
-    }
-    Some(out)
+/// Inverse of [`base64url_encode`]; None for anything it would not produce.
+pub fn base64url_decode(text: &str) -> Option<Vec<u8>> {
+    BASE64URL.decode(text).ok()
 }
 
 /// Issues and opens routed ids with one secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct IdCodec {
-    secret: Vec<u8>,
+    /// HMAC-SHA256 keyed with the secret, ready for a message. (Its `Debug`
+    /// shows no key material.)
+    mac: HmacSha256,
 }
 
 impl IdCodec {
-    pub fn new(secret: &[u8]) -> Self {
-        IdCodec {
-            secret: secret.to_vec(),
-        }
+    /// A codec for `secret`. HMAC takes keys of any length, so this never
+    /// fails in practice; the error is the HMAC crate's signature.
+    pub fn new(secret: &[u8]) -> Result<Self, InvalidLength> {
+        Ok(IdCodec {
+            mac: HmacSha256::new_from_slice(secret)?,
+        })
     }
 
-    fn tag(&self, key_id: &str, backend: &str, original: &str) -> [u8; TAG_BYTES] {
-        let mut message = Vec::with_capacity(
-            [
-                CONTEXT.len(),
-                key_id.len(),
-                backend.len(),
-                original.len(),
-                3,
-            ]
-            .iter()
-            .fold(0, |a: usize, b| a.saturating_add(*b)),
-        );
-        for part in [
-            CONTEXT,
-            key_id.as_bytes(),
-            backend.as_bytes(),
-            original.as_bytes(),
-        ] {
-            if !message.is_empty() {
-                message.push(b'\n');
-            }
-            message.extend_from_slice(part);
+    /// The HMAC over `CONTEXT \n key id \n backend \n original`, before finalising.
+    fn mac(&self, key_id: &str, backend: &str, original: &str) -> HmacSha256 {
+        let mut mac = self.mac.clone();
+        mac.update(CONTEXT);
+        for part in [key_id, backend, original] {
+            mac.update(b"\n");
+            mac.update(part.as_bytes());
         }
-        let mac = hmac_sha256(&self.secret, &message);
+        mac
+    }
+
+    /// The tag: the HMAC's first 96 bits.
+    fn tag(&self, key_id: &str, backend: &str, original: &str) -> [u8; TAG_BYTES] {
+        let mac = self.mac(key_id, backend, original).finalize().into_bytes();
         let mut tag = [0u8; TAG_BYTES];
-        tag.copy_from_slice(mac.get(..TAG_BYTES).unwrap_or(&[0u8; TAG_BYTES]));
+        for (dst, src) in tag.iter_mut().zip(mac) {
+            *dst = src;
+        }
         tag
     }
 
@@ -134,9 +91,9 @@ impl IdCodec {
             .unwrap_or("gw");
         format!(
             "{prefix}_{}.{}.{}",
-            encode(backend.as_bytes()),
-            encode(original.as_bytes()),
-            encode(&self.tag(key_id, backend, original))
+            base64url_encode(backend.as_bytes()),
+            base64url_encode(original.as_bytes()),
+            base64url_encode(&self.tag(key_id, backend, original))
         )
     }
 
@@ -148,17 +105,18 @@ impl IdCodec {
         if parts.next().is_some() || id.len() > 2048 {
             return None;
         }
-        let backend = String::from_utf8(decode(backend)?).ok()?;
-        let original = String::from_utf8(decode(original)?).ok()?;
-        let tag = decode(tag)?;
-        let expected = self.tag(key_id, &backend, &original);
-        // Constant time: compare every byte whatever the first difference.
+        let backend = String::from_utf8(base64url_decode(backend)?).ok()?;
+        let original = String::from_utf8(base64url_decode(original)?).ok()?;
+        let tag = base64url_decode(tag)?;
+        // The tag is the HMAC's first TAG_BYTES bytes, compared in constant
+        // time (hmac uses subtle): every byte whatever the first difference.
+        // (The length is no secret; verify_truncated_left alone would take
+        // any length from 1 to 32.)
         let same = tag.len() == TAG_BYTES
-            && std::hint::black_box(
-                tag.iter()
-                    .zip(expected.iter())
-                    .fold(0u8, |acc, (a, b)| acc | (a ^ b)),
-            ) == 0;
+            && self
+                .mac(key_id, &backend, &original)
+                .verify_truncated_left(&tag)
+                .is_ok();
         same.then_some((backend, original))
     }
 }
@@ -226,6 +184,12 @@ mod tests {
         d.iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+        let mut mac = HmacSha256::new_from_slice(key).unwrap();
+        mac.update(message);
+        mac.finalize().into_bytes().to_vec()
+    }
+
     #[test]
     fn hmac_matches_rfc_4231() {
         // Test case 2.
@@ -255,23 +219,39 @@ mod tests {
             b"foobar",
             &[0xff, 0xfe, 0x00],
         ] {
-            assert_eq!(decode(&encode(data)).as_deref(), Some(data));
+            assert_eq!(
+                base64url_decode(&base64url_encode(data)).as_deref(),
+                Some(data)
+            );
         }
-        assert_eq!(encode(b"foobar"), "Zm9vYmFy");
-        assert_eq!(encode(&[0xfb, 0xff]), "-_8");
+        assert_eq!(base64url_encode(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64url_encode(&[0xfb, 0xff]), "-_8");
         assert_eq!(
-            decode("Zm9vYmF"),
+            base64url_decode("Zm9vYmF"),
             None,
             "length 7 mod 4 == 3 is fine only with zero low bits"
         );
-        assert_eq!(decode("A"), None);
-        assert_eq!(decode("Zm9v+"), None);
-        assert_eq!(decode("Zh"), None, "non-zero unused bits");
+        assert_eq!(base64url_decode("A"), None);
+        assert_eq!(base64url_decode("Zm9v+"), None);
+        assert_eq!(base64url_decode("Zh"), None, "non-zero unused bits");
+        // Padding, the standard alphabet and white space are not base64url
+        // as ids carry it: one spelling per id.
+        for text in [
+            "Zm8=",
+            "Zg==",
+            "Zm9v====",
+            "Zm9v/",
+            "Zm9v YmFy",
+            "Zm9v\n",
+            "=",
+        ] {
+            assert_eq!(base64url_decode(text), None, "{text:?}");
+        }
     }
 
     #[test]
     fn ids_round_trip_for_their_key_only() {
-        let codec = IdCodec::new(b"a secret of thirty-two bytes....");
+        let codec = IdCodec::new(b"a secret of thirty-two bytes....").unwrap();
         let id = codec.issue("demo", "backend-b", "resp_backend-b_3");
         assert!(id.starts_with("resp_"), "{id}");
         assert!(
@@ -286,7 +266,9 @@ mod tests {
         // Another key, another secret, any tampering: not ours.
         assert_eq!(codec.open("other-key", &id), None);
         assert_eq!(
-            IdCodec::new(b"another secret of 32 bytes......").open("demo", &id),
+            IdCodec::new(b"another secret of 32 bytes......")
+                .unwrap()
+                .open("demo", &id),
             None
         );
         let (head, tag) = id.rsplit_once('.').unwrap();
@@ -295,8 +277,8 @@ mod tests {
         assert_eq!(codec.open("demo", &format!("{head}.{bad_tag}")), None);
         let forged = format!(
             "resp_{}.{}.{}",
-            encode(b"backend-a"),
-            encode(b"resp_backend-b_3"),
+            base64url_encode(b"backend-a"),
+            base64url_encode(b"resp_backend-b_3"),
             tag
         );
         assert_eq!(
@@ -314,6 +296,64 @@ mod tests {
             "resp_YQ.YQ",
         ] {
             assert_eq!(codec.open("demo", garbage), None, "{garbage}");
+        }
+    }
+
+    #[test]
+    fn ids_issued_before_the_rustcrypto_change_still_open() {
+        // Issued by the gateway's earlier, hand-written HMAC-SHA256 and base64url
+        // (and checked against Python's hmac/base64): a deployed id must keep
+        // opening, byte for byte, whatever implements the primitives.
+        let cases: [(&[u8], &str, &str, &str, &str); 3] = [
+            (
+                b"a secret of thirty-two bytes....",
+                "demo",
+                "backend-b",
+                "resp_backend-b_3",
+                "resp_YmFja2VuZC1i.cmVzcF9iYWNrZW5kLWJfMw.37CsX6r-YoOXjomE",
+            ),
+            // A secret longer than SHA-256's block: HMAC hashes it first.
+            (
+                &[0x5a; 100],
+                "team-a",
+                "backend-é",
+                "video_0b6e7a52",
+                "video_YmFja2VuZC3DqQ.dmlkZW9fMGI2ZTdhNTI.BzZyP7Q8D1epVvuB",
+            ),
+            // Empty secret and backend.
+            (b"", "k", "", "x", "gw_.eA.dsUM7JjbhQdmGPJZ"),
+        ];
+        for (secret, key_id, backend, original, id) in cases {
+            let codec = IdCodec::new(secret).unwrap();
+            assert_eq!(codec.issue(key_id, backend, original), id);
+            assert_eq!(
+                codec.open(key_id, id),
+                Some((backend.to_string(), original.to_string())),
+                "{id}"
+            );
+            assert_eq!(codec.open("another-key", id), None, "{id}");
+        }
+    }
+
+    #[test]
+    fn truncated_or_extended_tags_are_refused() {
+        let codec = IdCodec::new(b"a secret of thirty-two bytes....").unwrap();
+        let id = codec.issue("demo", "backend-b", "resp_backend-b_3");
+        let (head, tag) = id.rsplit_once('.').unwrap();
+        let tag = base64url_decode(tag).unwrap();
+        let full = codec
+            .mac("demo", "backend-b", "resp_backend-b_3")
+            .finalize()
+            .into_bytes();
+        assert_eq!(
+            tag,
+            full[..TAG_BYTES],
+            "the tag is the HMAC's first 96 bits"
+        );
+        // A prefix of the tag, or more of the HMAC than the tag: not an id.
+        for len in [0, 1, TAG_BYTES - 1, TAG_BYTES + 1, full.len()] {
+            let other = format!("{head}.{}", base64url_encode(&full[..len]));
+            assert_eq!(codec.open("demo", &other), None, "{len} bytes of tag");
         }
     }
 
@@ -364,7 +404,7 @@ mod tests {
 
     #[test]
     fn prefixes_follow_the_original() {
-        let codec = IdCodec::new(b"s");
+        let codec = IdCodec::new(b"s").unwrap();
         assert!(codec.issue("k", "b", "video_x_1").starts_with("video_"));
         assert!(codec.issue("k", "b", "0b6e7a52-uuid").starts_with("gw_"));
         assert!(codec.issue("k", "b", "Weird_1").starts_with("gw_"));

@@ -28,7 +28,6 @@ pub mod multipart;
 pub mod pipeline;
 pub mod plugin;
 pub mod ratelimit;
-pub mod sha256;
 pub mod sse;
 pub mod tokens;
 pub mod usage;

@@ -30,7 +30,9 @@ struct RoundTrip {
 
 fn demo_codec() -> &'static IdCodec {
     static CODEC: OnceLock<IdCodec> = OnceLock::new();
-    CODEC.get_or_init(|| IdCodec::new(id_secret().as_bytes()))
+    CODEC.get_or_init(|| {
+        IdCodec::new(id_secret().as_bytes()).expect("HMAC takes keys of any length")
+    })
 }
 
 fn percent_decode(segment: &str) -> Vec<u8> {
@@ -63,18 +65,22 @@ fn open_text(key_id: &str, text: &str) {
         let payload = |id: &str| id.split_once('_').map(|(_, p)| p.to_string());
         assert_eq!(payload(&issued), payload(text), "the tag binds the payload");
     }
-    if let Some(bytes) = ids::decode(text) {
-        assert_eq!(ids::encode(&bytes), text, "one encoding per byte string");
+    if let Some(bytes) = ids::base64url_decode(text) {
+        assert_eq!(
+            ids::base64url_encode(&bytes),
+            text,
+            "one encoding per byte string"
+        );
     }
     assert_eq!(percent_decode(&ids::path_segment(text)), text.as_bytes());
 }
 
 fn round_trip(t: &RoundTrip) {
     assert_eq!(
-        ids::decode(&ids::encode(&t.data)).as_deref(),
+        ids::base64url_decode(&ids::base64url_encode(&t.data)).as_deref(),
         Some(t.data.as_slice())
     );
-    let codec = IdCodec::new(&t.secret);
+    let codec = IdCodec::new(&t.secret).expect("HMAC takes keys of any length");
     let id = codec.issue(&t.key_id, &t.backend, &t.original);
     assert!(
         id.bytes()

@@ -29,7 +29,7 @@ pub fn demo_config() -> Value {
     let mut config: Value =
         serde_json::from_str(DEMO_CONFIG).expect("the demo configuration is JSON");
     for (secret, id) in KEYS {
-        let digest = hex(&openai_gateway::sha256::sha256(secret.as_bytes()));
+        let digest = hex(&openai_gateway::auth::key_digest(secret.as_bytes()));
         let keys = config["api_keys"].as_array_mut().expect("api_keys");
         match keys.iter().find(|k| k["id"] == id) {
             Some(k) => assert_eq!(k["sha256"], digest.as_str(), "{id}'s digest in demo.yaml"),
