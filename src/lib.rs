@@ -24,6 +24,8 @@ pub mod pipeline;
 pub mod ratelimit;
 pub mod sha256;
 pub mod sse;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod tokens;
 pub mod usage;
 pub mod validate;

@@ -247,13 +247,7 @@ const OPENAI_NAMES: [&str; 6] = [
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
-
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-            .collect()
-    }
+    use crate::test_support::header_list;
 
     fn header<'a>(e: &'a ApiError, name: &str) -> Option<&'a str> {
         e.headers
@@ -278,7 +272,7 @@ mod tests {
 
     #[test]
     fn two_unnamed_trios_are_tokens_then_requests() {
-        let limits = read(&h(&[
+        let limits = read(&header_list(&[
             ("x-ratelimit-limit", "1000"),
             ("x-ratelimit-remaining", "700"),
             ("x-ratelimit-reset", "0"),
@@ -318,14 +312,14 @@ mod tests {
 
     #[test]
     fn one_unnamed_trio_is_requests_and_names_win() {
-        let one = read(&h(&[
+        let one = read(&header_list(&[
             ("x-ratelimit-limit", "5"),
             ("x-ratelimit-remaining", "4"),
             ("x-ratelimit-reset", "60"),
         ]));
         assert_eq!(one.requests.map(|l| l.limit), Some(5));
         assert_eq!(one.tokens, None);
-        let named = read(&h(&[
+        let named = read(&header_list(&[
             ("x-ratelimit-limit", "3, 3;w=60;name=\"requests\""),
             ("x-ratelimit-remaining", "1"),
             ("x-ratelimit-reset", "42"),
@@ -336,7 +330,7 @@ mod tests {
         assert_eq!(named.requests.map(|l| l.remaining), Some(1));
         assert_eq!(named.tokens.map(|l| l.remaining), Some(19000));
         assert_eq!(
-            read(&h(&[("x-ratelimit-limit", "garbage")])),
+            read(&header_list(&[("x-ratelimit-limit", "garbage")])),
             Limits::default()
         );
     }
@@ -344,7 +338,7 @@ mod tests {
     #[test]
     fn request_429() {
         let e = too_many_requests(
-            &h(&[
+            &header_list(&[
                 ("x-ratelimit-limit", "3"),
                 ("x-ratelimit-remaining", "0"),
                 ("x-ratelimit-reset", "20"),
@@ -368,7 +362,7 @@ mod tests {
     fn huge_waits_saturate() {
         let max = u64::MAX.to_string();
         let e = too_many_requests(
-            &h(&[
+            &header_list(&[
                 ("retry-after", max.as_str()),
                 ("x-ratelimit-limit", "3"),
                 ("x-ratelimit-remaining", "0"),
@@ -384,7 +378,7 @@ mod tests {
     #[test]
     fn retry_after_is_never_shorter_than_the_reset_nor_zero() {
         let e = too_many_requests(
-            &h(&[
+            &header_list(&[
                 ("retry-after", "5"),
                 ("x-ratelimit-limit", "3"),
                 ("x-ratelimit-remaining", "0"),
@@ -394,7 +388,7 @@ mod tests {
         );
         assert_eq!(header(&e, "retry-after"), Some("9"));
         let e = too_many_requests(
-            &h(&[
+            &header_list(&[
                 ("retry-after", "30"),
                 ("x-ratelimit-limit", "3"),
                 ("x-ratelimit-remaining", "0"),
@@ -403,7 +397,7 @@ mod tests {
             1,
         );
         assert_eq!(header(&e, "retry-after"), Some("30"));
-        let e = too_many_requests(&h(&[]), 1);
+        let e = too_many_requests(&header_list(&[]), 1);
         assert_eq!(header(&e, "retry-after"), Some("1"));
         assert_eq!(e.error_type, ErrorType::Requests);
     }
@@ -420,24 +414,24 @@ mod tests {
         ];
         let mut with_marker = trios.to_vec();
         with_marker.push((MARKER_HEADER, "tokens"));
-        let e = too_many_requests(&h(&with_marker), 600);
+        let e = too_many_requests(&header_list(&with_marker), 600);
         assert_eq!(e.error_type, ErrorType::Tokens);
         assert_eq!(header(&e, "x-should-retry"), None);
         assert_eq!(header(&e, "x-ratelimit-remaining-tokens"), Some("400"));
         // Without the marker, a cost above what remains still names tokens.
         assert_eq!(
-            too_many_requests(&h(&trios), 600).error_type,
+            too_many_requests(&header_list(&trios), 600).error_type,
             ErrorType::Tokens
         );
         // More than the whole budget: waiting cannot help.
-        let e = too_many_requests(&h(&with_marker), 1500);
+        let e = too_many_requests(&header_list(&with_marker), 1500);
         assert_eq!(header(&e, "x-should-retry"), Some("false"));
         assert!(e.message.contains("Waiting will not help"), "{}", e.message);
     }
 
     #[test]
     fn internal_and_draft_headers_are_removed() {
-        let removed = headers_to_remove(&h(&[
+        let removed = headers_to_remove(&header_list(&[
             ("X-RateLimit-Limit", "3"),
             ("x-ratelimit-remaining", "1"),
             ("x-ratelimit-reset", "1"),

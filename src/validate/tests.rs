@@ -4,8 +4,9 @@
 //! field of every table, at least one accepted and one refused row.
 
 use super::*;
-use crate::catalog::{test_model, Capability, Category, Model};
+use crate::catalog::{Capability, Category, Model};
 use crate::json::parse_document;
+use crate::test_support::test_model;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
