@@ -165,34 +165,68 @@ pub fn openai_headers(limits: &Limits) -> Vec<(String, String)> {
 /// `token_cost` is what the gateway charged the tokens limiter.
 pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
     let limits = read(headers);
+    let kind = refused_by(headers, &limits, token_cost);
+    let limit = match kind {
+        Kind::Requests => limits.requests,
+        Kind::Tokens => limits.tokens,
+    };
+    let wait = wait_seconds(headers, limit);
+    let hopeless = kind == Kind::Tokens && limit.is_some_and(|l| token_cost > l.limit);
+    let mut error = ApiError::with_status(429, message(kind, limit, token_cost, wait, hopeless));
+    error.error_type = match kind {
+        Kind::Requests => ErrorType::Requests,
+        Kind::Tokens => ErrorType::Tokens,
+    };
+    error.headers.push(("retry-after", wait.to_string()));
+    error
+        .headers
+        .push(("retry-after-ms", wait.saturating_mul(1000).to_string()));
+    if hopeless {
+        error.headers.push(("x-should-retry", "false".to_string()));
+    }
+    for (name, value) in openai_headers(&limits) {
+        // `ApiError` headers are static names: map the six known ones.
+        if let Some(static_name) = OPENAI_NAMES.iter().find(|n| **n == name) {
+            error.headers.push((static_name, value));
+        }
+    }
+    error
+}
+
+/// Which limiter refused: the one the marker header names; without a
+/// marker, tokens when the request costs more than the tokens that remain.
+fn refused_by(headers: &Headers, limits: &Limits, token_cost: u64) -> Kind {
     let marker = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(MARKER_HEADER))
         .map(|(_, v)| v.as_slice());
-    let kind = match marker {
+    match marker {
         Some(b"tokens") => Kind::Tokens,
         Some(_) => Kind::Requests,
         None => match limits.tokens {
             Some(t) if t.remaining < token_cost => Kind::Tokens,
             _ => Kind::Requests,
         },
-    };
-    let limit = match kind {
-        Kind::Requests => limits.requests,
-        Kind::Tokens => limits.tokens,
-    };
+    }
+}
+
+/// Seconds the client should wait: the `retry-after` it was given, never
+/// shorter than the limiter's own reset, and at least a second.
+fn wait_seconds(headers: &Headers, limit: Option<Limit>) -> u64 {
     let retry_after_header = headers
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
         .and_then(|(_, v)| leading_number(v))
         .unwrap_or(0);
-    // Never shorter than the limiter's own reset, and at least a second.
-    let wait = retry_after_header
+    retry_after_header
         .max(limit.map_or(0, |l| l.reset_seconds))
-        .max(1);
-    let hopeless = kind == Kind::Tokens && limit.is_some_and(|l| token_cost > l.limit);
+        .max(1)
+}
 
-    let message = match (kind, limit) {
+/// The 429's message; `hopeless` when the request alone exceeds the whole
+/// tokens limit, so waiting cannot help.
+fn message(kind: Kind, limit: Option<Limit>, token_cost: u64, wait: u64, hopeless: bool) -> String {
+    match (kind, limit) {
         (Kind::Tokens, Some(l)) if hopeless => format!(
             "This request needs about {token_cost} tokens, more than your whole limit of {} tokens per window. \
              Waiting will not help: reduce max_tokens (or max_completion_tokens) or the prompt.",
@@ -212,26 +246,7 @@ pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
             duration(wait.saturating_mul(1000))
         ),
         (_, None) => format!("Rate limit reached. Please try again in {}.", duration(wait.saturating_mul(1000))),
-    };
-    let mut error = ApiError::with_status(429, message);
-    error.error_type = match kind {
-        Kind::Requests => ErrorType::Requests,
-        Kind::Tokens => ErrorType::Tokens,
-    };
-    error.headers.push(("retry-after", wait.to_string()));
-    error
-        .headers
-        .push(("retry-after-ms", wait.saturating_mul(1000).to_string()));
-    if hopeless {
-        error.headers.push(("x-should-retry", "false".to_string()));
     }
-    for (name, value) in openai_headers(&limits) {
-        // `ApiError` headers are static names: map the six known ones.
-        if let Some(static_name) = OPENAI_NAMES.iter().find(|n| **n == name) {
-            error.headers.push((static_name, value));
-        }
-    }
-    error
 }
 
 const OPENAI_NAMES: [&str; 6] = [
