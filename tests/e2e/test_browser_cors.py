@@ -1,5 +1,5 @@
 """A real browser (headless Chromium) on another origin cannot call the gateway:
-the API is for server-to-server calls (SPEC.md, CORS). The same call from a
+the API is for server-to-server calls (CORS preflights refused). The same call from a
 server succeeds."""
 
 import json
