@@ -195,22 +195,9 @@ pub fn model_body(model: &Model) -> Vec<u8> {
 }
 
 #[cfg(test)]
-pub(crate) fn test_model(id: &str, category: Category, backend: &str) -> Model {
-    Model {
-        id: id.into(),
-        category,
-        backend: backend.into(),
-        aliases: vec![],
-        capabilities: vec![],
-        upstream_model: None,
-        owned_by: "system".into(),
-        created: 0,
-    }
-}
-
-#[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::test_model;
 
     #[test]
     fn resolves_ids_and_aliases() {

@@ -3,15 +3,28 @@
 //! it; a test fails when the committed copy is stale.
 
 use crate::catalog::Category;
-use crate::endpoints::{Support, MATRIX};
+use crate::endpoints::{Endpoint, Row, Support, MATRIX};
 use crate::validate::{table, Field, Rule};
 use std::fmt::Write;
 
 const SDK: &str = "openai-python 1.109.1";
 
+/// The whole document: an introduction, the endpoint matrix, then the
+/// request-body rules and one field table per endpoint that has one.
 pub fn markdown() -> String {
     let mut out = String::new();
-    let w = &mut out;
+    introduction(&mut out);
+    endpoints(&mut out);
+    request_bodies(&mut out);
+    for row in MATRIX {
+        if let Support::Supported(endpoint) = row.support {
+            field_table(&mut out, row, endpoint);
+        }
+    }
+    out
+}
+
+fn introduction(w: &mut String) {
     let _ = writeln!(w, "# Compatibility\n");
     let _ = writeln!(
         w,
@@ -23,6 +36,10 @@ pub fn markdown() -> String {
          shapes of {SDK} (tests/sdk/openai-request-shapes.json). Every refusal is OpenAI's error envelope \
          with `param` naming the field.\n"
     );
+}
+
+/// The endpoint matrix: every known path, its methods and what the gateway does with it.
+fn endpoints(w: &mut String) {
     let _ = writeln!(w, "## Endpoints\n");
     let _ = writeln!(w, "| Endpoint | Methods | Status | Notes |");
     let _ = writeln!(w, "|---|---|---|---|");
@@ -62,6 +79,10 @@ pub fn markdown() -> String {
         w,
         "\nAny other path: 404 `Invalid URL`. A known path with another method: 405 with `allow`.\n"
     );
+}
+
+/// What holds for every request body, before the per-endpoint tables.
+fn request_bodies(w: &mut String) {
     let _ = writeln!(w, "## Request bodies\n");
     let _ = writeln!(
         w,
@@ -78,30 +99,28 @@ pub fn markdown() -> String {
          (otherwise 415); a `content-length` over `limits.max_request_bytes` (26 MiB by default) is \
          refused with 413, as is a chunked body once it grows past it.\n"
     );
-    for row in MATRIX {
-        let Support::Supported(endpoint) = row.support else {
-            continue;
-        };
-        let fields = table(endpoint);
-        if fields.is_empty() {
-            continue;
-        }
-        let _ = writeln!(w, "### {} {}\n", row.methods.join("/"), row.pattern);
-        let _ = writeln!(w, "| Field | Required | Status | Rule |");
-        let _ = writeln!(w, "|---|---|---|---|");
-        for field in fields {
-            let _ = writeln!(
-                w,
-                "| `{}` | {} | {} | {} |",
-                field.name,
-                if field.required { "yes" } else { "" },
-                status(field),
-                rule_text(field)
-            );
-        }
-        let _ = writeln!(w);
+}
+
+/// One endpoint's field table (nothing for an endpoint without fields).
+fn field_table(w: &mut String, row: &Row, endpoint: Endpoint) {
+    let fields = table(endpoint);
+    if fields.is_empty() {
+        return;
     }
-    out
+    let _ = writeln!(w, "### {} {}\n", row.methods.join("/"), row.pattern);
+    let _ = writeln!(w, "| Field | Required | Status | Rule |");
+    let _ = writeln!(w, "|---|---|---|---|");
+    for field in fields {
+        let _ = writeln!(
+            w,
+            "| `{}` | {} | {} | {} |",
+            field.name,
+            if field.required { "yes" } else { "" },
+            status(field),
+            rule_text(field)
+        );
+    }
+    let _ = writeln!(w);
 }
 
 fn status(field: &Field) -> &'static str {

@@ -3,7 +3,7 @@
 //! into an immutable [`Gateway`] shared by every request.
 
 use crate::auth::{ApiKey, KeyDigest, KeyStore};
-use crate::catalog::{Capability, Catalog, Category, Model};
+use crate::catalog::{Capability, Catalog, Category, Model, ModelIndex};
 use crate::ids::IdCodec;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
@@ -203,142 +203,194 @@ impl TryFrom<&[u8]> for Gateway {
 impl TryFrom<PluginConfig> for Gateway {
     type Error = ConfigError;
 
+    /// Checks the document section by section, in the order written here,
+    /// and reports the first problem with the field that has it.
     fn try_from(config: PluginConfig) -> Result<Self, ConfigError> {
-        let fail = |msg: String| Err(ConfigError(msg));
-        check_headers(&config.headers)?;
-
-        if config.models.is_empty() {
-            return fail("`models` is empty: configure at least one model".into());
-        }
-        let mut models = Vec::with_capacity(config.models.len());
-        for (i, m) in config.models.into_iter().enumerate() {
-            let at = format!("models[{i}]");
-            check_name(&m.id, &format!("{at}.id"))?;
-            for (j, alias) in m.aliases.iter().enumerate() {
-                check_name(alias, &format!("{at}.aliases[{j}]"))?;
-            }
-            check_token(&m.backend, &format!("{at}.backend"))?;
-            if let Some(upstream) = &m.upstream_model {
-                check_name(upstream, &format!("{at}.upstream_model"))?;
-            }
-            models.push(Model {
-                id: m.id,
-                category: m.category,
-                backend: m.backend,
-                aliases: m.aliases,
-                capabilities: m.capabilities,
-                upstream_model: m.upstream_model,
-                owned_by: m.owned_by,
-                created: m.created,
-            });
-        }
-        let catalog = Catalog::new(models).map_err(ConfigError)?;
-
-        if config.api_keys.is_empty() {
-            return fail(
-                "`api_keys` is empty: configure at least one key (its SHA-256 digest)".into(),
-            );
-        }
-        let mut keys = Vec::with_capacity(config.api_keys.len());
-        let mut ids = HashSet::new();
-        let mut digests = HashSet::new();
-        for (i, k) in config.api_keys.into_iter().enumerate() {
-            let at = format!("api_keys[{i}]");
-            check_token(&k.id, &format!("{at}.id"))?;
-            if !ids.insert(k.id.clone()) {
-                return fail(format!("{at}.id: key id `{}` is used twice", k.id));
-            }
-            let Some(digest) = parse_hex_digest(&k.sha256) else {
-                return fail(format!(
-                    "{at}.sha256: expected the key's SHA-256 digest as 64 hex digits, never the key itself"
-                ));
-            };
-            if !digests.insert(digest) {
-                return fail(format!(
-                    "{at}.sha256: the same key digest is configured twice"
-                ));
-            }
-            let models = match k.models {
-                None => None,
-                Some(names) => {
-                    let mut allowed = Vec::with_capacity(names.len());
-                    for (j, name) in names.iter().enumerate() {
-                        let Some((index, _)) = catalog.resolve(name) else {
-                            return fail(format!(
-                                "{at}.models[{j}]: `{name}` is not a model of the catalog"
-                            ));
-                        };
-                        allowed.push(index);
-                    }
-                    Some(allowed)
-                }
-            };
-            keys.push(ApiKey {
-                id: k.id,
-                digest,
-                models,
-            });
-        }
-
-        let used_backends: HashSet<&str> =
-            catalog.models().map(|(_, m)| m.backend.as_str()).collect();
-        let mut backend_credentials = HashMap::new();
-        for (i, b) in config.backends.into_iter().enumerate() {
-            let at = format!("backends[{i}]");
-            if !used_backends.contains(b.name.as_str()) {
-                return fail(format!("{at}.name: no model uses backend `{}`", b.name));
-            }
-            if let Some(value) = &b.authorization {
-                if value.is_empty() || value.bytes().any(|c| c.is_ascii_control()) {
-                    return fail(format!("{at}.authorization: must be a non-empty header value without control characters"));
-                }
-            }
-            if backend_credentials.contains_key(&b.name) {
-                return fail(format!("{at}.name: backend `{}` is listed twice", b.name));
-            }
-            if let Some(value) = b.authorization {
-                backend_credentials.insert(b.name, value);
-            }
-        }
-
-        if let Some(secret) = &config.id_secret {
-            if secret.len() < 32 {
-                return fail(
-                    "id_secret: must be at least 32 bytes (for example `openssl rand -hex 32`)"
-                        .into(),
-                );
-            }
-        }
-        if config.limits.max_request_bytes == 0 {
-            return fail("limits.max_request_bytes: must be at least 1".into());
-        }
-        if let Some(url) = &config.doc_url {
-            if url.is_empty() || url.chars().any(char::is_control) {
-                return fail("doc_url: must be a non-empty URL".into());
-            }
-        }
-
+        let PluginConfig {
+            api_keys,
+            models,
+            backends,
+            headers,
+            doc_url,
+            token_limits,
+            limits,
+            id_secret,
+        } = config;
+        check_headers(&headers)?;
+        let catalog = compile_catalog(models)?;
+        let keys = compile_keys(api_keys, &catalog)?;
+        let backend_credentials = compile_backends(backends, &catalog)?;
+        check_settings(id_secret.as_deref(), &limits, doc_url.as_deref())?;
         // HMAC takes keys of any length: this never fails.
-        let Ok(ids) = config
-            .id_secret
+        let Ok(ids) = id_secret
             .as_deref()
             .map(|s| IdCodec::new(s.as_bytes()))
             .transpose()
         else {
-            return fail("id_secret: not usable as an HMAC-SHA256 key".into());
+            return Err(ConfigError(
+                "id_secret: not usable as an HMAC-SHA256 key".into(),
+            ));
         };
-
         Ok(Gateway {
             keys: KeyStore::new(keys),
             catalog,
             backend_credentials,
-            headers: config.headers,
-            doc_url: config.doc_url,
-            token_limits: config.token_limits,
-            limits: config.limits,
+            headers,
+            doc_url,
+            token_limits,
+            limits,
             ids,
         })
     }
+}
+
+/// `models`: at least one, each with valid names and backend, no name used twice.
+fn compile_catalog(configs: Vec<ModelConfig>) -> Result<Catalog, ConfigError> {
+    if configs.is_empty() {
+        return Err(ConfigError(
+            "`models` is empty: configure at least one model".into(),
+        ));
+    }
+    let mut models = Vec::with_capacity(configs.len());
+    for (i, m) in configs.into_iter().enumerate() {
+        let at = format!("models[{i}]");
+        check_name(&m.id, &format!("{at}.id"))?;
+        for (j, alias) in m.aliases.iter().enumerate() {
+            check_name(alias, &format!("{at}.aliases[{j}]"))?;
+        }
+        check_token(&m.backend, &format!("{at}.backend"))?;
+        if let Some(upstream) = &m.upstream_model {
+            check_name(upstream, &format!("{at}.upstream_model"))?;
+        }
+        models.push(Model {
+            id: m.id,
+            category: m.category,
+            backend: m.backend,
+            aliases: m.aliases,
+            capabilities: m.capabilities,
+            upstream_model: m.upstream_model,
+            owned_by: m.owned_by,
+            created: m.created,
+        });
+    }
+    Catalog::new(models).map_err(ConfigError)
+}
+
+/// `api_keys`: at least one; ids and digests unique; digests (never keys) in
+/// hex; the models a key is limited to resolved against the catalog.
+fn compile_keys(configs: Vec<ApiKeyConfig>, catalog: &Catalog) -> Result<Vec<ApiKey>, ConfigError> {
+    if configs.is_empty() {
+        return Err(ConfigError(
+            "`api_keys` is empty: configure at least one key (its SHA-256 digest)".into(),
+        ));
+    }
+    let mut keys = Vec::with_capacity(configs.len());
+    let mut ids = HashSet::new();
+    let mut digests = HashSet::new();
+    for (i, k) in configs.into_iter().enumerate() {
+        let at = format!("api_keys[{i}]");
+        check_token(&k.id, &format!("{at}.id"))?;
+        if !ids.insert(k.id.clone()) {
+            return Err(ConfigError(format!(
+                "{at}.id: key id `{}` is used twice",
+                k.id
+            )));
+        }
+        let Some(digest) = parse_hex_digest(&k.sha256) else {
+            return Err(ConfigError(format!(
+                "{at}.sha256: expected the key's SHA-256 digest as 64 hex digits, never the key itself"
+            )));
+        };
+        if !digests.insert(digest) {
+            return Err(ConfigError(format!(
+                "{at}.sha256: the same key digest is configured twice"
+            )));
+        }
+        let models = match k.models {
+            None => None,
+            Some(names) => Some(resolve_allowed_models(&names, catalog, &at)?),
+        };
+        keys.push(ApiKey {
+            id: k.id,
+            digest,
+            models,
+        });
+    }
+    Ok(keys)
+}
+
+/// `api_keys[i].models`: every name is a model of the catalog.
+fn resolve_allowed_models(
+    names: &[String],
+    catalog: &Catalog,
+    at: &str,
+) -> Result<Vec<ModelIndex>, ConfigError> {
+    let mut allowed = Vec::with_capacity(names.len());
+    for (j, name) in names.iter().enumerate() {
+        let Some((index, _)) = catalog.resolve(name) else {
+            return Err(ConfigError(format!(
+                "{at}.models[{j}]: `{name}` is not a model of the catalog"
+            )));
+        };
+        allowed.push(index);
+    }
+    Ok(allowed)
+}
+
+/// `backends`: each names a backend some model uses, once; its credential
+/// is a valid header value. Returns backend name → credential.
+fn compile_backends(
+    configs: Vec<BackendConfig>,
+    catalog: &Catalog,
+) -> Result<HashMap<String, String>, ConfigError> {
+    let used_backends: HashSet<&str> = catalog.models().map(|(_, m)| m.backend.as_str()).collect();
+    let mut backend_credentials = HashMap::new();
+    for (i, b) in configs.into_iter().enumerate() {
+        let at = format!("backends[{i}]");
+        if !used_backends.contains(b.name.as_str()) {
+            return Err(ConfigError(format!(
+                "{at}.name: no model uses backend `{}`",
+                b.name
+            )));
+        }
+        if let Some(value) = &b.authorization {
+            if value.is_empty() || value.bytes().any(|c| c.is_ascii_control()) {
+                return Err(ConfigError(format!("{at}.authorization: must be a non-empty header value without control characters")));
+            }
+        }
+        if backend_credentials.contains_key(&b.name) {
+            return Err(ConfigError(format!(
+                "{at}.name: backend `{}` is listed twice",
+                b.name
+            )));
+        }
+        if let Some(value) = b.authorization {
+            backend_credentials.insert(b.name, value);
+        }
+    }
+    Ok(backend_credentials)
+}
+
+/// `id_secret`, `limits` and `doc_url`.
+fn check_settings(
+    id_secret: Option<&str>,
+    limits: &Limits,
+    doc_url: Option<&str>,
+) -> Result<(), ConfigError> {
+    if id_secret.is_some_and(|secret| secret.len() < 32) {
+        return Err(ConfigError(
+            "id_secret: must be at least 32 bytes (for example `openssl rand -hex 32`)".into(),
+        ));
+    }
+    if limits.max_request_bytes == 0 {
+        return Err(ConfigError(
+            "limits.max_request_bytes: must be at least 1".into(),
+        ));
+    }
+    if doc_url.is_some_and(|url| url.is_empty() || url.chars().any(char::is_control)) {
+        return Err(ConfigError("doc_url: must be a non-empty URL".into()));
+    }
+    Ok(())
 }
 
 /// Header names the gateway must never take over.
@@ -440,172 +492,4 @@ fn hex_value(c: u8) -> Option<u8> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use super::*;
-    use serde_json::json;
-
-    /// A valid configuration used across the crate's tests.
-    pub fn sample() -> serde_json::Value {
-        json!({
-            "api_keys": [
-                {"id": "demo", "sha256": crate::auth::key_digest(b"sk-demo").iter().map(|b| format!("{b:02x}")).collect::<String>()},
-                {"id": "embed-only", "sha256": crate::auth::key_digest(b"sk-embed").iter().map(|b| format!("{b:02x}")).collect::<String>(), "models": ["bge-m3"]}
-            ],
-            "models": [
-                {"id": "llama-3.1-8b-instruct", "category": "text", "backend": "backend-a", "aliases": ["gpt-4o-mini"], "capabilities": ["tool_use", "json_schema"], "upstream_model": "meta-llama/Llama-3.1-8B-Instruct"},
-                {"id": "qwen2.5-coder-7b", "category": "code", "backend": "backend-a"},
-                {"id": "bge-m3", "category": "embeddings", "backend": "backend-b"},
-                {"id": "whisper-large-v3", "category": "audio", "backend": "backend-b"}
-            ],
-            "backends": [{"name": "backend-b", "authorization": "Bearer backend-b-token"}],
-            "id_secret": "test-secret-test-secret-test-secret-0123",
-            "doc_url": "https://example.com/gateway-errors"
-        })
-    }
-
-    pub fn gateway() -> Gateway {
-        Gateway::try_from(sample().to_string().as_bytes()).unwrap()
-    }
-
-    #[test]
-    fn sample_compiles() {
-        let g = gateway();
-        assert_eq!(g.catalog.len(), 4);
-        assert_eq!(g.keys.len(), 2);
-        assert_eq!(g.keys.get(1).unwrap().models, Some(vec![2]));
-        assert_eq!(
-            g.backend_credentials.get("backend-b").map(String::as_str),
-            Some("Bearer backend-b-token")
-        );
-        assert_eq!(g.headers, HeaderNames::default());
-        assert_eq!(g.limits.max_request_bytes, 27_262_976);
-    }
-
-    #[test]
-    fn limits_are_read_and_checked() {
-        let mut config = sample();
-        config["limits"] = json!({"max_request_bytes": 1024});
-        let g = Gateway::try_from(config.to_string().as_bytes()).unwrap();
-        assert_eq!(g.limits.max_request_bytes, 1024);
-        config["limits"] = json!({});
-        let g = Gateway::try_from(config.to_string().as_bytes()).unwrap();
-        assert_eq!(g.limits, Limits::default());
-    }
-
-    #[test]
-    fn invalid_configurations_are_refused_with_the_field_named() {
-        type Edit = fn(&mut serde_json::Value);
-        let cases: &[(Edit, &str)] = &[
-            (|c| c["surprise"] = json!(1), "unknown field `surprise`"),
-            (
-                |c| c["api_keys"][0]["key"] = json!("sk-demo"),
-                "unknown field `key`",
-            ),
-            (|c| c["api_keys"] = json!([]), "`api_keys` is empty"),
-            (|c| c["models"] = json!([]), "`models` is empty"),
-            (
-                |c| c["api_keys"][0]["sha256"] = json!("sk-demo"),
-                "api_keys[0].sha256",
-            ),
-            (|c| c["api_keys"][1]["id"] = json!("demo"), "used twice"),
-            (
-                |c| c["api_keys"][1]["sha256"] = c["api_keys"][0]["sha256"].clone(),
-                "configured twice",
-            ),
-            (
-                |c| c["api_keys"][1]["models"] = json!(["nope"]),
-                "api_keys[1].models[0]",
-            ),
-            (
-                |c| c["api_keys"][0]["id"] = json!("has space"),
-                "api_keys[0].id",
-            ),
-            (
-                |c| c["models"][0]["category"] = json!("poetry"),
-                "unknown variant `poetry`",
-            ),
-            (
-                |c| c["models"][0]["capabilities"] = json!(["flying"]),
-                "unknown variant `flying`",
-            ),
-            (
-                |c| c["models"][1]["id"] = json!("gpt-4o-mini"),
-                "used twice",
-            ),
-            (
-                |c| c["models"][1]["backend"] = json!("bad/backend"),
-                "models[1].backend",
-            ),
-            (|c| c["models"][1]["id"] = json!(""), "models[1].id"),
-            (
-                |c| c["backends"][0]["name"] = json!("backend-z"),
-                "no model uses backend",
-            ),
-            (
-                |c| c["backends"][0]["authorization"] = json!("Bearer x\r\nevil: 1"),
-                "backends[0].authorization",
-            ),
-            (
-                |c| c["headers"] = json!({"backend": "Authorization"}),
-                "headers.backend",
-            ),
-            (
-                |c| c["headers"] = json!({"backend": "authorization"}),
-                "reserved",
-            ),
-            (
-                |c| c["headers"] = json!({"model": "x-gateway-backend"}),
-                "two purposes",
-            ),
-            (
-                |c| c["headers"] = json!({"color": "x"}),
-                "unknown field `color`",
-            ),
-            (|c| c["doc_url"] = json!(""), "doc_url"),
-            (|c| c["id_secret"] = json!("short"), "id_secret"),
-            (
-                |c| c["limits"] = json!({"max_request_bytes": 0}),
-                "limits.max_request_bytes",
-            ),
-            (
-                |c| c["limits"] = json!({"max_request_bytes": -1}),
-                "invalid value",
-            ),
-            (
-                |c| c["limits"] = json!({"max_body": 1}),
-                "unknown field `max_body`",
-            ),
-        ];
-        for (edit, needle) in cases {
-            let mut config = sample();
-            edit(&mut config);
-            let err = Gateway::try_from(config.to_string().as_bytes()).unwrap_err();
-            assert!(err.0.contains(needle), "expected `{needle}` in: {err}");
-        }
-    }
-
-    #[test]
-    fn garbage_is_refused() {
-        for bytes in [
-            &b""[..],
-            b"null",
-            b"[]",
-            b"{",
-            b"\xff",
-            b"{\"api_keys\": 5}",
-        ] {
-            assert!(Gateway::try_from(bytes).is_err());
-        }
-    }
-
-    #[test]
-    fn hex_digests_round_trip_and_rejects() {
-        let d = crate::auth::key_digest(b"sk-demo");
-        let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(parse_hex_digest(&hex), Some(d));
-        assert_eq!(parse_hex_digest(&hex.to_uppercase()), Some(d));
-        assert_eq!(parse_hex_digest("abc"), None);
-        assert_eq!(parse_hex_digest(&"g".repeat(64)), None);
-        assert_eq!(parse_hex_digest(&"é".repeat(32)), None);
-    }
-}
+pub(crate) mod tests;

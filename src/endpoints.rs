@@ -1,6 +1,6 @@
-//! The endpoint matrix as one table: which `/v1` paths the gateway
-//! serves, with which methods, and what it tells clients about the ones it
-//! does not serve.
+//! The endpoint matrix as one table: which `/v1` paths the gateway serves,
+//! with which methods, and what it tells clients about the ones it does not
+//! serve. The compatibility document renders the same table.
 
 /// An endpoint the gateway serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,6 +83,8 @@ pub struct Row {
 
 const ANY: &[&str] = &[];
 
+// One row per line, however long (rustfmt would break the short ones only).
+#[rustfmt::skip]
 pub const MATRIX: &[Row] = &[
     Row { pattern: "/v1/chat/completions", methods: &["POST"], support: Support::Supported(Endpoint::ChatCompletions), note: "streaming, tools, vision (multimodal models), seed, response_format" },
     Row { pattern: "/v1/completions", methods: &["POST"], support: Support::Supported(Endpoint::Completions), note: "legacy completions" },
@@ -96,12 +98,7 @@ pub const MATRIX: &[Row] = &[
     Row { pattern: "/v1/responses", methods: &["POST"], support: Support::Supported(Endpoint::Responses), note: "create a stored response" },
     Row { pattern: "/v1/responses/{id}", methods: &["GET", "DELETE"], support: Support::Supported(Endpoint::ResponseById), note: "retrieve / delete a stored response" },
     Row { pattern: "/v1/chat/deferred-completion/{id}", methods: &["GET"], support: Support::Supported(Endpoint::DeferredCompletion), note: "200 with the completion when done, 202 while pending" },
-    Row {
-        pattern: "/v1/videos/{id}",
-        methods: &["GET"],
-        support: Support::Supported(Endpoint::VideoById),
-        note: "the state of a video job, by the id its creation returned",
-    },
+    Row { pattern: "/v1/videos/{id}", methods: &["GET"], support: Support::Supported(Endpoint::VideoById), note: "the state of a video job, by the id its creation returned" },
     Row { pattern: "/v1/audio/translations", methods: ANY, support: Support::Unsupported("Audio translations are not supported by this gateway. Transcribe with POST /v1/audio/transcriptions, then translate the text with POST /v1/chat/completions."), note: "" },
     Row { pattern: "/v1/fine_tuning/*", methods: ANY, support: Support::Unsupported("Fine-tuning is not offered by this API; it is a separate fine-tuning product. Ask your platform team for access."), note: "" },
     Row { pattern: "/v1/fine-tuning/*", methods: ANY, support: Support::Unsupported("Fine-tuning is not offered by this API; it is a separate fine-tuning product. Ask your platform team for access."), note: "" },

@@ -1,6 +1,9 @@
-//! Borrowed reading of a JSON request body: the top-level object's members as
-//! raw slices of the original bytes, so a field is parsed only when a rule
-//! needs it and a rewrite can splice bytes instead of re-serialising the body.
+//! Borrowed reading of JSON bodies, two ways. [`parse_document`] reads a
+//! request body into a [`Json`] tree whose strings point into the body (what
+//! the validation tables and the token estimate read). [`JsonObject`] keeps a
+//! top-level object's members as raw slices of the original bytes, so a member
+//! is parsed only when needed and an edit (a request rewrite, a response's
+//! usage) can splice bytes instead of re-serialising the body.
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;

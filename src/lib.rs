@@ -29,6 +29,8 @@ pub mod pipeline;
 pub mod plugin;
 pub mod ratelimit;
 pub mod sse;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod tokens;
 pub mod usage;
 pub mod validate;

@@ -1,5 +1,6 @@
-//! Reads one text field (the `model`) out of a multipart/form-data body, as
-//! the audio transcription endpoint sends it.
+//! Reads the fields of a multipart/form-data body, as the audio transcription
+//! endpoint sends it: every part's name (the required ones must be there) and
+//! a field's value as text (the `model`).
 
 /// Why the form field could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -165,55 +165,14 @@ pub fn openai_headers(limits: &Limits) -> Vec<(String, String)> {
 /// `token_cost` is what the gateway charged the tokens limiter.
 pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
     let limits = read(headers);
-    let marker = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(MARKER_HEADER))
-        .map(|(_, v)| v.as_slice());
-    let kind = match marker {
-        Some(b"tokens") => Kind::Tokens,
-        Some(_) => Kind::Requests,
-        None => match limits.tokens {
-            Some(t) if t.remaining < token_cost => Kind::Tokens,
-            _ => Kind::Requests,
-        },
-    };
+    let kind = refused_by(headers, &limits, token_cost);
     let limit = match kind {
         Kind::Requests => limits.requests,
         Kind::Tokens => limits.tokens,
     };
-    let retry_after_header = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| leading_number(v))
-        .unwrap_or(0);
-    // Never shorter than the limiter's own reset, and at least a second.
-    let wait = retry_after_header
-        .max(limit.map_or(0, |l| l.reset_seconds))
-        .max(1);
+    let wait = wait_seconds(headers, limit);
     let hopeless = kind == Kind::Tokens && limit.is_some_and(|l| token_cost > l.limit);
-
-    let message = match (kind, limit) {
-        (Kind::Tokens, Some(l)) if hopeless => format!(
-            "This request needs about {token_cost} tokens, more than your whole limit of {} tokens per window. \
-             Waiting will not help: reduce max_tokens (or max_completion_tokens) or the prompt.",
-            l.limit
-        ),
-        (Kind::Tokens, Some(l)) => format!(
-            "Rate limit reached for tokens: limit {}, remaining {}, this request needs about {token_cost}. \
-             Please try again in {}.",
-            l.limit,
-            l.remaining,
-            duration(wait.saturating_mul(1000))
-        ),
-        (Kind::Requests, Some(l)) => format!(
-            "Rate limit reached for requests: limit {} per window, remaining {}. Please try again in {}.",
-            l.limit,
-            l.remaining,
-            duration(wait.saturating_mul(1000))
-        ),
-        (_, None) => format!("Rate limit reached. Please try again in {}.", duration(wait.saturating_mul(1000))),
-    };
-    let mut error = ApiError::with_status(429, message);
+    let mut error = ApiError::with_status(429, message(kind, limit, token_cost, wait, hopeless));
     error.error_type = match kind {
         Kind::Requests => ErrorType::Requests,
         Kind::Tokens => ErrorType::Tokens,
@@ -234,6 +193,62 @@ pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
     error
 }
 
+/// Which limiter refused: the one the marker header names; without a
+/// marker, tokens when the request costs more than the tokens that remain.
+fn refused_by(headers: &Headers, limits: &Limits, token_cost: u64) -> Kind {
+    let marker = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(MARKER_HEADER))
+        .map(|(_, v)| v.as_slice());
+    match marker {
+        Some(b"tokens") => Kind::Tokens,
+        Some(_) => Kind::Requests,
+        None => match limits.tokens {
+            Some(t) if t.remaining < token_cost => Kind::Tokens,
+            _ => Kind::Requests,
+        },
+    }
+}
+
+/// Seconds the client should wait: the `retry-after` it was given, never
+/// shorter than the limiter's own reset, and at least a second.
+fn wait_seconds(headers: &Headers, limit: Option<Limit>) -> u64 {
+    let retry_after_header = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, v)| leading_number(v))
+        .unwrap_or(0);
+    retry_after_header
+        .max(limit.map_or(0, |l| l.reset_seconds))
+        .max(1)
+}
+
+/// The 429's message; `hopeless` when the request alone exceeds the whole
+/// tokens limit, so waiting cannot help.
+fn message(kind: Kind, limit: Option<Limit>, token_cost: u64, wait: u64, hopeless: bool) -> String {
+    match (kind, limit) {
+        (Kind::Tokens, Some(l)) if hopeless => format!(
+            "This request needs about {token_cost} tokens, more than your whole limit of {} tokens per window. \
+             Waiting will not help: reduce max_tokens (or max_completion_tokens) or the prompt.",
+            l.limit
+        ),
+        (Kind::Tokens, Some(l)) => format!(
+            "Rate limit reached for tokens: limit {}, remaining {}, this request needs about {token_cost}. \
+             Please try again in {}.",
+            l.limit,
+            l.remaining,
+            duration(wait.saturating_mul(1000))
+        ),
+        (Kind::Requests, Some(l)) => format!(
+            "Rate limit reached for requests: limit {} per window, remaining {}. Please try again in {}.",
+            l.limit,
+            l.remaining,
+            duration(wait.saturating_mul(1000))
+        ),
+        (_, None) => format!("Rate limit reached. Please try again in {}.", duration(wait.saturating_mul(1000))),
+    }
+}
+
 const OPENAI_NAMES: [&str; 6] = [
     "x-ratelimit-limit-requests",
     "x-ratelimit-remaining-requests",
@@ -247,13 +262,7 @@ const OPENAI_NAMES: [&str; 6] = [
 mod tests {
     use super::*;
     use crate::error::ErrorCode;
-
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
-        pairs
-            .iter()
-            .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
-            .collect()
-    }
+    use crate::test_support::header_list;
 
     fn header<'a>(e: &'a ApiError, name: &str) -> Option<&'a str> {
         e.headers
@@ -278,7 +287,7 @@ mod tests {
 
     #[test]
     fn two_unnamed_trios_are_tokens_then_requests() {
-        let limits = read(&h(&[
+        let limits = read(&header_list(&[
             ("x-ratelimit-limit", "1000"),
             ("x-ratelimit-remaining", "700"),
             ("x-ratelimit-reset", "0"),
@@ -318,14 +327,14 @@ mod tests {
 
     #[test]
     fn one_unnamed_trio_is_requests_and_names_win() {
-        let one = read(&h(&[
+        let one = read(&header_list(&[
             ("x-ratelimit-limit", "5"),
             ("x-ratelimit-remaining", "4"),
             ("x-ratelimit-reset", "60"),
         ]));
         assert_eq!(one.requests.map(|l| l.limit), Some(5));
         assert_eq!(one.tokens, None);
-        let named = read(&h(&[
+        let named = read(&header_list(&[
             ("x-ratelimit-limit", "3, 3;w=60;name=\"requests\""),
             ("x-ratelimit-remaining", "1"),
             ("x-ratelimit-reset", "42"),
@@ -336,7 +345,7 @@ mod tests {
         assert_eq!(named.requests.map(|l| l.remaining), Some(1));
         assert_eq!(named.tokens.map(|l| l.remaining), Some(19000));
         assert_eq!(
-            read(&h(&[("x-ratelimit-limit", "garbage")])),
+            read(&header_list(&[("x-ratelimit-limit", "garbage")])),
             Limits::default()
         );
     }
@@ -344,7 +353,7 @@ mod tests {
     #[test]
     fn request_429() {
         let e = too_many_requests(
-            &h(&[
+            &header_list(&[
                 ("x-ratelimit-limit", "3"),
                 ("x-ratelimit-remaining", "0"),
                 ("x-ratelimit-reset", "20"),
@@ -368,7 +377,7 @@ mod tests {
     fn huge_waits_saturate() {
         let max = u64::MAX.to_string();
         let e = too_many_requests(
-            &h(&[
+            &header_list(&[
                 ("retry-after", max.as_str()),
                 ("x-ratelimit-limit", "3"),
                 ("x-ratelimit-remaining", "0"),
@@ -384,7 +393,7 @@ mod tests {
     #[test]
     fn retry_after_is_never_shorter_than_the_reset_nor_zero() {
         let e = too_many_requests(
-            &h(&[
+            &header_list(&[
                 ("retry-after", "5"),
                 ("x-ratelimit-limit", "3"),
                 ("x-ratelimit-remaining", "0"),
@@ -394,7 +403,7 @@ mod tests {
         );
         assert_eq!(header(&e, "retry-after"), Some("9"));
         let e = too_many_requests(
-            &h(&[
+            &header_list(&[
                 ("retry-after", "30"),
                 ("x-ratelimit-limit", "3"),
                 ("x-ratelimit-remaining", "0"),
@@ -403,7 +412,7 @@ mod tests {
             1,
         );
         assert_eq!(header(&e, "retry-after"), Some("30"));
-        let e = too_many_requests(&h(&[]), 1);
+        let e = too_many_requests(&header_list(&[]), 1);
         assert_eq!(header(&e, "retry-after"), Some("1"));
         assert_eq!(e.error_type, ErrorType::Requests);
     }
@@ -420,24 +429,24 @@ mod tests {
         ];
         let mut with_marker = trios.to_vec();
         with_marker.push((MARKER_HEADER, "tokens"));
-        let e = too_many_requests(&h(&with_marker), 600);
+        let e = too_many_requests(&header_list(&with_marker), 600);
         assert_eq!(e.error_type, ErrorType::Tokens);
         assert_eq!(header(&e, "x-should-retry"), None);
         assert_eq!(header(&e, "x-ratelimit-remaining-tokens"), Some("400"));
         // Without the marker, a cost above what remains still names tokens.
         assert_eq!(
-            too_many_requests(&h(&trios), 600).error_type,
+            too_many_requests(&header_list(&trios), 600).error_type,
             ErrorType::Tokens
         );
         // More than the whole budget: waiting cannot help.
-        let e = too_many_requests(&h(&with_marker), 1500);
+        let e = too_many_requests(&header_list(&with_marker), 1500);
         assert_eq!(header(&e, "x-should-retry"), Some("false"));
         assert!(e.message.contains("Waiting will not help"), "{}", e.message);
     }
 
     #[test]
     fn internal_and_draft_headers_are_removed() {
-        let removed = headers_to_remove(&h(&[
+        let removed = headers_to_remove(&header_list(&[
             ("X-RateLimit-Limit", "3"),
             ("x-ratelimit-remaining", "1"),
             ("x-ratelimit-reset", "1"),

@@ -16,7 +16,7 @@ use crate::json::{member, Json, Members};
 /// character. Counted over bytes (a non-ASCII UTF-8 character starts with a
 /// byte `11xxxxxx`), without decoding, eight bytes at a time: this runs over
 /// every prompt byte of every request.
-pub fn text(s: &str) -> u64 {
+pub fn count_text(s: &str) -> u64 {
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let bytes = s.as_bytes();
     let mut words = bytes.chunks_exact(8);
@@ -42,23 +42,25 @@ pub fn text(s: &str) -> u64 {
 }
 
 /// Prompt tokens of any JSON value: the text of every string in it.
-fn prompt(value: &Json) -> u64 {
+fn prompt_tokens(value: &Json) -> u64 {
     match value {
-        Json::String(s) => text(s),
+        Json::String(s) => count_text(s),
         // A token array (legacy completions, embeddings) is its length.
         Json::Array(items) if items.iter().all(|i| matches!(i, Json::Number(_))) => {
             items.len() as u64
         }
-        Json::Array(items) => items.iter().map(prompt).fold(0, u64::saturating_add),
+        Json::Array(items) => items.iter().map(prompt_tokens).fold(0, u64::saturating_add),
         Json::Object(members) => members
             .iter()
-            .map(|(_, v)| prompt(v))
+            .map(|(_, v)| prompt_tokens(v))
             .fold(0, u64::saturating_add),
         _ => 0,
     }
 }
 
-fn chat_messages(messages: &Json) -> u64 {
+/// A chat conversation's prompt tokens: 3 that prime the reply, and for each
+/// message 4 of framing, its text, 85 per image, its name and tool calls.
+fn chat_prompt_tokens(messages: &Json) -> u64 {
     let Json::Array(items) = messages else {
         return 0;
     };
@@ -77,17 +79,17 @@ fn chat_messages(messages: &Json) -> u64 {
                 Some(Json::Array(parts)) => parts
                     .iter()
                     .filter_map(|p| p.get("text"))
-                    .map(prompt)
+                    .map(prompt_tokens)
                     .fold(0, u64::saturating_add),
-                Some(other) => prompt(other),
+                Some(other) => prompt_tokens(other),
                 None => 0,
             };
             [
                 4,
                 content,
                 images.saturating_mul(85),
-                m.get("name").map_or(0, prompt),
-                m.get("tool_calls").map_or(0, prompt),
+                m.get("name").map_or(0, prompt_tokens),
+                m.get("tool_calls").map_or(0, prompt_tokens),
             ]
             .into_iter()
             .fold(0, u64::saturating_add)
@@ -117,24 +119,24 @@ pub const MAX_COST: u64 = 1_000_000_000;
 pub fn estimate(endpoint: Endpoint, body: &Members, default_max_tokens: u64) -> u64 {
     let cost = match endpoint {
         Endpoint::ChatCompletions => {
-            let tools = member(body, "tools").map_or(0, prompt);
+            let tools = member(body, "tools").map_or(0, prompt_tokens);
             member(body, "messages")
-                .map_or(0, chat_messages)
+                .map_or(0, chat_prompt_tokens)
                 .saturating_add(tools)
                 .saturating_add(completion_limit(body, default_max_tokens))
         }
         // OpenAI's default max_tokens for legacy completions is 16.
         Endpoint::Completions => member(body, "prompt")
-            .map_or(0, prompt)
+            .map_or(0, prompt_tokens)
             .saturating_add(completion_limit(body, 16)),
-        Endpoint::Embeddings => member(body, "input").map_or(0, prompt),
+        Endpoint::Embeddings => member(body, "input").map_or(0, prompt_tokens),
         Endpoint::Responses => member(body, "input")
-            .map_or(0, prompt)
-            .saturating_add(member(body, "instructions").map_or(0, prompt))
+            .map_or(0, prompt_tokens)
+            .saturating_add(member(body, "instructions").map_or(0, prompt_tokens))
             .saturating_add(completion_limit(body, default_max_tokens)),
-        Endpoint::Speech => member(body, "input").map_or(0, prompt),
+        Endpoint::Speech => member(body, "input").map_or(0, prompt_tokens),
         Endpoint::ImageGenerations | Endpoint::VideoGenerations => {
-            member(body, "prompt").map_or(0, prompt)
+            member(body, "prompt").map_or(0, prompt_tokens)
         }
         _ => 0,
     };
@@ -152,13 +154,13 @@ mod tests {
 
     #[test]
     fn text_estimate() {
-        assert_eq!(text(""), 0);
-        assert_eq!(text("abcd"), 1);
-        assert_eq!(text("abcde"), 2);
-        assert_eq!(text("日本語"), 3);
+        assert_eq!(count_text(""), 0);
+        assert_eq!(count_text("abcd"), 1);
+        assert_eq!(count_text("abcde"), 2);
+        assert_eq!(count_text("日本語"), 3);
         // About 4 characters per token for English prose.
         let prose = "The quick brown fox jumps over the lazy dog. ".repeat(20);
-        assert_eq!(text(&prose), 225);
+        assert_eq!(count_text(&prose), 225);
     }
 
     #[test]
@@ -172,7 +174,7 @@ mod tests {
         for start in (0..sample.len()).filter(|&i| sample.is_char_boundary(i)) {
             for end in (start..=sample.len()).filter(|&i| sample.is_char_boundary(i)) {
                 let part = &sample[start..end];
-                assert_eq!(text(part), reference(part), "{part:?}");
+                assert_eq!(count_text(part), reference(part), "{part:?}");
             }
         }
         // Across several blocks of words, all non-ASCII or mixed.
@@ -181,7 +183,7 @@ mod tests {
             "日本語 and ASCII ".repeat(300),
             "a".repeat(5000),
         ] {
-            assert_eq!(text(&long), reference(&long));
+            assert_eq!(count_text(&long), reference(&long));
         }
     }
 
@@ -203,7 +205,7 @@ mod tests {
                 "\u{7f}\u{80}\u{7ff}\u{800}",
             ] {
                 let s = format!("{}{}{}", "x".repeat(pad), sample, "y".repeat(pad / 2));
-                assert_eq!(text(&s), slow(&s), "{s:?}");
+                assert_eq!(count_text(&s), slow(&s), "{s:?}");
             }
         }
     }

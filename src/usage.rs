@@ -29,93 +29,104 @@ pub struct Adjusted {
     pub usage_only: bool,
 }
 
+/// A replacement of some bytes of the body: the range and its new bytes.
+type Edit = (Range<usize>, Vec<u8>);
+
+/// One JSON body (or one event's data) as the client should see it, as the
+/// module documentation describes, with the usage it reports.
 pub fn adjust(json: &[u8]) -> Adjusted {
     let Ok(object) = JsonObject::parse(json) else {
         return Adjusted::default();
     };
-    let mut edits: Vec<(Range<usize>, Vec<u8>)> = Vec::new();
-    if let Some(span) = object
-        .get("system_fingerprint")
-        .and_then(|raw| span_of_str(json, raw.get()))
-        .and_then(|value| member_span(json, value))
-    {
+    let mut edits: Vec<Edit> = Vec::new();
+    if let Some(span) = fingerprint_member(json, &object) {
         edits.push((span, Vec::new()));
     }
     let mut usage = None;
-    if let Some(raw) = object.get("usage") {
-        // Read borrowed, member by member: no `Value` tree per response.
-        if let (Ok(fields), Some(span)) = (
-            JsonObject::parse(raw.get().as_bytes()),
-            span_of_str(json, raw.get()),
-        ) {
-            let number = |raw: Option<&RawValue>| {
-                raw.and_then(|v| v.get().trim().parse::<u64>().ok())
-                    .unwrap_or(0)
-            };
-            let cached = fields
-                .get("prompt_tokens_details")
-                .and_then(|d| JsonObject::parse(d.get().as_bytes()).ok())
-                .map_or(0, |details| number(details.get("cached_tokens")));
-            usage = Some(Usage {
-                prompt_tokens: number(fields.get("prompt_tokens")),
-                completion_tokens: number(fields.get("completion_tokens")),
-                total_tokens: number(fields.get("total_tokens")),
-                cached_tokens: cached,
-            });
-            let mut added = String::new();
-            let mut members = fields.keys().count();
-            for (name, value) in [
-                ("cache_read_input_tokens", cached),
-                ("cache_creation_input_tokens", 0),
-            ] {
-                if fields.get(name).is_none() {
-                    if members > 0 {
-                        added.push(',');
-                    }
-                    added.push('"');
-                    added.push_str(name);
-                    added.push_str("\":");
-                    added.push_str(&value.to_string());
-                    members = members.saturating_add(1);
-                }
-            }
-            if !added.is_empty() {
-                // Before the usage object's closing brace.
-                let close = span.end.saturating_sub(1);
-                edits.push((close..close, added.into_bytes()));
-            }
-        }
+    if let Some((read, insertion)) = object.get("usage").and_then(|raw| read_usage(json, raw)) {
+        usage = Some(read);
+        edits.extend(insertion);
     }
     let usage_only = usage.is_some()
         && object
             .get("choices")
             .is_some_and(|c| c.get().trim() == "[]");
+    Adjusted {
+        bytes: apply_edits(json, edits),
+        usage,
+        usage_only,
+    }
+}
+
+/// The span of the `system_fingerprint` member, to remove.
+fn fingerprint_member(json: &[u8], object: &JsonObject) -> Option<Range<usize>> {
+    let raw = object.get("system_fingerprint")?;
+    member_span(json, span_of_str(json, raw.get())?)
+}
+
+/// The usage an object reports, and the edit that adds the cache fields it
+/// lacks (None when it has both). None when `usage` is not an object.
+fn read_usage(json: &[u8], raw: &RawValue) -> Option<(Usage, Option<Edit>)> {
+    // Read borrowed, member by member: no `Value` tree per response.
+    let fields = JsonObject::parse(raw.get().as_bytes()).ok()?;
+    let span = span_of_str(json, raw.get())?;
+    let number = |raw: Option<&RawValue>| {
+        raw.and_then(|v| v.get().trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let cached = fields
+        .get("prompt_tokens_details")
+        .and_then(|d| JsonObject::parse(d.get().as_bytes()).ok())
+        .map_or(0, |details| number(details.get("cached_tokens")));
+    let usage = Usage {
+        prompt_tokens: number(fields.get("prompt_tokens")),
+        completion_tokens: number(fields.get("completion_tokens")),
+        total_tokens: number(fields.get("total_tokens")),
+        cached_tokens: cached,
+    };
+    let added = missing_cache_fields(&fields, cached);
+    // Before the usage object's closing brace.
+    let close = span.end.saturating_sub(1);
+    let insertion = (!added.is_empty()).then(|| (close..close, added.into_bytes()));
+    Some((usage, insertion))
+}
+
+/// The members `cache_read_input_tokens` (the cached prompt tokens) and
+/// `cache_creation_input_tokens` (0) where the usage object lacks them,
+/// comma-separated as they are to be inserted at its end.
+fn missing_cache_fields(fields: &JsonObject, cached: u64) -> String {
+    let mut added = String::new();
+    let mut members = fields.keys().count();
+    for (name, value) in [
+        ("cache_read_input_tokens", cached),
+        ("cache_creation_input_tokens", 0),
+    ] {
+        if fields.get(name).is_none() {
+            if members > 0 {
+                added.push(',');
+            }
+            added.push('"');
+            added.push_str(name);
+            added.push_str("\":");
+            added.push_str(&value.to_string());
+            members = members.saturating_add(1);
+        }
+    }
+    added
+}
+
+/// The body with the edits made, last first so earlier ranges stay valid;
+/// None when there is nothing to change or a range does not fit.
+fn apply_edits(json: &[u8], mut edits: Vec<Edit>) -> Option<Vec<u8>> {
     if edits.is_empty() {
-        return Adjusted {
-            bytes: None,
-            usage,
-            usage_only,
-        };
+        return None;
     }
     edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
     let mut out = json.to_vec();
     for (range, replacement) in edits {
-        match splice(&out, range, &replacement) {
-            Some(next) => out = next,
-            None => {
-                return Adjusted {
-                    bytes: None,
-                    usage,
-                    usage_only,
-                }
-            }
-        }
+        out = splice(&out, range, &replacement)?;
     }
-    Adjusted {
-        bytes: Some(out),
-        usage,
-        usage_only,
-    }
+    Some(out)
 }
 
 /// The span of a whole top-level member (`"name": value`) with one adjoining

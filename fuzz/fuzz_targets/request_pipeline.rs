@@ -57,7 +57,7 @@ fn values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a [
         .map(|(_, v)| v.as_slice())
 }
 
-/// The key id a request authenticates as: exactly one
+/// The key id a request authenticates as, by the gateway's rule: exactly one
 /// `Authorization: Bearer <key>` header naming a configured key.
 fn expected_key(headers: &Headers) -> Option<&'static str> {
     let all: Vec<&[u8]> = values(headers, "authorization").collect();

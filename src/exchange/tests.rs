@@ -3,7 +3,7 @@
 
 use super::recording::RecordingHost;
 use super::*;
-use crate::config::tests::gateway;
+use crate::test_support::gateway;
 use crate::host::Status;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -440,7 +440,7 @@ fn the_charger_copies_the_cost_into_envoys_filter_state() {
 #[test]
 fn plugin_configurations_are_told_apart_and_checked() {
     use crate::plugin::{configure, Plugin};
-    let gateway = crate::config::tests::sample().to_string();
+    let gateway = crate::test_support::sample().to_string();
     assert!(matches!(
         configure(gateway.as_bytes()),
         Ok(Plugin::Gateway(_))

@@ -166,32 +166,18 @@ fn tool_call(v: &Json, p: &Path) -> Result {
         &p.field("type"),
         &["function", "custom"],
     )?;
-    let body_path = p.field(if kind == "function" {
-        "function"
+    // The call's body is the member named after its type.
+    let (key, payload) = if kind == "function" {
+        ("function", "arguments")
     } else {
-        "custom"
-    });
-    let body = object(
-        required(
-            call,
-            if kind == "function" {
-                "function"
-            } else {
-                "custom"
-            },
-            p,
-        )?,
-        &body_path,
-    )?;
+        ("custom", "input")
+    };
+    let body_path = p.field(key);
+    let body = object(required(call, key, p)?, &body_path)?;
     string(
         required(body, "name", &body_path)?,
         &body_path.field("name"),
     )?;
-    let payload = if kind == "function" {
-        "arguments"
-    } else {
-        "input"
-    };
     string(
         required(body, payload, &body_path)?,
         &body_path.field(payload),
@@ -241,58 +227,64 @@ fn content_part(kind: Part, m: &Members, p: &Path, ctx: &Ctx) -> Result {
     match kind {
         Part::Text => string(required(m, "text", p)?, &p.field("text")).map(drop),
         Part::Refusal => string(required(m, "refusal", p)?, &p.field("refusal")).map(drop),
-        Part::Image => {
-            if !ctx.model.has(Capability::Vision) {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid '{p}': the model `{}` does not accept images. Use a model with the `vision` capability (a multimodal model from GET /v1/models).",
-                    ctx.model.id
-                ))
-                .with_param(p.to_string()));
-            }
-            let ip = p.field("image_url");
-            let image = object(required(m, "image_url", p)?, &ip)?;
-            let url = non_empty_string(required(image, "url", &ip)?, &ip.field("url"))?;
-            if !(url.starts_with("https://")
-                || url.starts_with("http://")
-                || url.starts_with("data:"))
-            {
-                return Err(invalid(
-                    &ip.field("url"),
-                    "expected an http(s) URL or a base64 `data:` URL.",
-                ));
-            }
-            if let Some(detail) = member(image, "detail") {
-                one_of(detail, &ip.field("detail"), &["auto", "low", "high"])?;
-            }
-            Ok(())
-        }
-        Part::Audio => {
-            let ap = p.field("input_audio");
-            let audio = object(required(m, "input_audio", p)?, &ap)?;
-            string(required(audio, "data", &ap)?, &ap.field("data"))?;
-            one_of(
-                required(audio, "format", &ap)?,
-                &ap.field("format"),
-                &["wav", "mp3"],
-            )?;
-            Ok(())
-        }
-        Part::File => {
-            let fp = p.field("file");
-            let file = object(required(m, "file", p)?, &fp)?;
-            if member(file, "file_id").is_some() {
-                return Err(invalid(
-                    &fp.field("file_id"),
-                    "the Files API is not supported by this gateway. Send the file inline as 'file_data' (base64).",
-                ));
-            }
-            string(required(file, "file_data", &fp)?, &fp.field("file_data"))?;
-            if let Some(name) = member(file, "filename") {
-                string(name, &fp.field("filename"))?;
-            }
-            Ok(())
-        }
+        Part::Image => image_part(m, p, ctx),
+        Part::Audio => audio_part(m, p),
+        Part::File => file_part(m, p),
     }
+}
+
+/// An `image_url` part: only for `vision` models; an http(s) or `data:` URL.
+fn image_part(m: &Members, p: &Path, ctx: &Ctx) -> Result {
+    if !ctx.model.has(Capability::Vision) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid '{p}': the model `{}` does not accept images. Use a model with the `vision` capability (a multimodal model from GET /v1/models).",
+            ctx.model.id
+        ))
+        .with_param(p.to_string()));
+    }
+    let ip = p.field("image_url");
+    let image = object(required(m, "image_url", p)?, &ip)?;
+    let url = non_empty_string(required(image, "url", &ip)?, &ip.field("url"))?;
+    if !(url.starts_with("https://") || url.starts_with("http://") || url.starts_with("data:")) {
+        return Err(invalid(
+            &ip.field("url"),
+            "expected an http(s) URL or a base64 `data:` URL.",
+        ));
+    }
+    if let Some(detail) = member(image, "detail") {
+        one_of(detail, &ip.field("detail"), &["auto", "low", "high"])?;
+    }
+    Ok(())
+}
+
+/// An `input_audio` part: base64 `data` in `wav` or `mp3`.
+fn audio_part(m: &Members, p: &Path) -> Result {
+    let ap = p.field("input_audio");
+    let audio = object(required(m, "input_audio", p)?, &ap)?;
+    string(required(audio, "data", &ap)?, &ap.field("data"))?;
+    one_of(
+        required(audio, "format", &ap)?,
+        &ap.field("format"),
+        &["wav", "mp3"],
+    )?;
+    Ok(())
+}
+
+/// A `file` part: inline `file_data` only (no Files API, so no `file_id`).
+fn file_part(m: &Members, p: &Path) -> Result {
+    let fp = p.field("file");
+    let file = object(required(m, "file", p)?, &fp)?;
+    if member(file, "file_id").is_some() {
+        return Err(invalid(
+            &fp.field("file_id"),
+            "the Files API is not supported by this gateway. Send the file inline as 'file_data' (base64).",
+        ));
+    }
+    string(required(file, "file_data", &fp)?, &fp.field("file_data"))?;
+    if let Some(name) = member(file, "filename") {
+        string(name, &fp.field("filename"))?;
+    }
+    Ok(())
 }
 
 fn require_tool_use(ctx: &Ctx, param: &'static str) -> Result {
@@ -399,44 +391,50 @@ fn tool_choice(v: &Json, p: &Path, ctx: &Ctx, _: &mut Effects) -> Result {
             if !has_tools {
                 return Err(only_with_tools());
             }
-            let kind = one_of(
-                required(m, "type", p)?,
-                &p.field("type"),
-                &["function", "custom", "allowed_tools"],
-            )?;
-            if kind == "allowed_tools" {
-                let ap = p.field("allowed_tools");
-                let allowed = object(required(m, "allowed_tools", p)?, &ap)?;
-                one_of(
-                    required(allowed, "mode", &ap)?,
-                    &ap.field("mode"),
-                    &["auto", "required"],
-                )?;
-                array(required(allowed, "tools", &ap)?, &ap.field("tools"))?;
-                return Ok(());
-            }
-            let key = if kind == "function" {
-                "function"
-            } else {
-                "custom"
-            };
-            let kp = p.field(key);
-            let named = object(required(m, key, p)?, &kp)?;
-            let np = kp.field("name");
-            let name = string(required(named, "name", &kp)?, &np)?;
-            if !defined(ctx, kind).iter().any(|d| d == name) {
-                return Err(invalid(
-                    &np,
-                    format!(
-                        "no {kind} tool named '{}' is defined in 'tools'.",
-                        printable(name, 64)
-                    ),
-                ));
-            }
-            Ok(())
+            tool_choice_object(m, p, ctx)
         }
         other => Err(type_error(p, "a string or an object", other)),
     }
+}
+
+/// `tool_choice` as an object: `allowed_tools`, or a function or custom
+/// tool that `tools` defines, by name.
+fn tool_choice_object(m: &Members, p: &Path, ctx: &Ctx) -> Result {
+    let kind = one_of(
+        required(m, "type", p)?,
+        &p.field("type"),
+        &["function", "custom", "allowed_tools"],
+    )?;
+    if kind == "allowed_tools" {
+        let ap = p.field("allowed_tools");
+        let allowed = object(required(m, "allowed_tools", p)?, &ap)?;
+        one_of(
+            required(allowed, "mode", &ap)?,
+            &ap.field("mode"),
+            &["auto", "required"],
+        )?;
+        array(required(allowed, "tools", &ap)?, &ap.field("tools"))?;
+        return Ok(());
+    }
+    let key = if kind == "function" {
+        "function"
+    } else {
+        "custom"
+    };
+    let kp = p.field(key);
+    let named = object(required(m, key, p)?, &kp)?;
+    let np = kp.field("name");
+    let name = string(required(named, "name", &kp)?, &np)?;
+    if !defined(ctx, kind).iter().any(|d| d == name) {
+        return Err(invalid(
+            &np,
+            format!(
+                "no {kind} tool named '{}' is defined in 'tools'.",
+                printable(name, 64)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn response_format(v: &Json, p: &Path, ctx: &Ctx, effects: &mut Effects) -> Result {

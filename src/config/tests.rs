@@ -1,0 +1,96 @@
+use super::*;
+use serde_json::json;
+
+// Pipeline tests still import the fixtures from here; once they use
+// `crate::test_support` directly, this re-export can go.
+use crate::test_support::compile;
+pub use crate::test_support::{gateway, sample};
+
+#[test]
+fn sample_compiles() {
+    let g = gateway();
+    assert_eq!(g.catalog.len(), 4);
+    assert_eq!(g.keys.len(), 2);
+    assert_eq!(g.keys.get(1).unwrap().models, Some(vec![2]));
+    assert_eq!(
+        g.backend_credentials.get("backend-b").map(String::as_str),
+        Some("Bearer backend-b-token")
+    );
+    assert_eq!(g.headers, HeaderNames::default());
+    assert_eq!(g.limits.max_request_bytes, 27_262_976);
+}
+
+#[test]
+fn limits_are_read_and_checked() {
+    let mut config = sample();
+    config["limits"] = json!({"max_request_bytes": 1024});
+    let g = compile(&config).unwrap();
+    assert_eq!(g.limits.max_request_bytes, 1024);
+    config["limits"] = json!({});
+    let g = compile(&config).unwrap();
+    assert_eq!(g.limits, Limits::default());
+}
+
+#[test]
+fn invalid_configurations_are_refused_with_the_field_named() {
+    type Edit = fn(&mut serde_json::Value);
+    #[rustfmt::skip]
+    let cases: &[(Edit, &str)] = &[
+        (|c| c["surprise"] = json!(1), "unknown field `surprise`"),
+        (|c| c["api_keys"][0]["key"] = json!("sk-demo"), "unknown field `key`"),
+        (|c| c["api_keys"] = json!([]), "`api_keys` is empty"),
+        (|c| c["models"] = json!([]), "`models` is empty"),
+        (|c| c["api_keys"][0]["sha256"] = json!("sk-demo"), "api_keys[0].sha256"),
+        (|c| c["api_keys"][1]["id"] = json!("demo"), "used twice"),
+        (|c| c["api_keys"][1]["sha256"] = c["api_keys"][0]["sha256"].clone(), "configured twice"),
+        (|c| c["api_keys"][1]["models"] = json!(["nope"]), "api_keys[1].models[0]"),
+        (|c| c["api_keys"][0]["id"] = json!("has space"), "api_keys[0].id"),
+        (|c| c["models"][0]["category"] = json!("poetry"), "unknown variant `poetry`"),
+        (|c| c["models"][0]["capabilities"] = json!(["flying"]), "unknown variant `flying`"),
+        (|c| c["models"][1]["id"] = json!("gpt-4o-mini"), "used twice"),
+        (|c| c["models"][1]["backend"] = json!("bad/backend"), "models[1].backend"),
+        (|c| c["models"][1]["id"] = json!(""), "models[1].id"),
+        (|c| c["backends"][0]["name"] = json!("backend-z"), "no model uses backend"),
+        (|c| c["backends"][0]["authorization"] = json!("Bearer x\r\nevil: 1"), "backends[0].authorization"),
+        (|c| c["headers"] = json!({"backend": "Authorization"}), "headers.backend"),
+        (|c| c["headers"] = json!({"backend": "authorization"}), "reserved"),
+        (|c| c["headers"] = json!({"model": "x-gateway-backend"}), "two purposes"),
+        (|c| c["headers"] = json!({"color": "x"}), "unknown field `color`"),
+        (|c| c["doc_url"] = json!(""), "doc_url"),
+        (|c| c["id_secret"] = json!("short"), "id_secret"),
+        (|c| c["limits"] = json!({"max_request_bytes": 0}), "limits.max_request_bytes"),
+        (|c| c["limits"] = json!({"max_request_bytes": -1}), "invalid value"),
+        (|c| c["limits"] = json!({"max_body": 1}), "unknown field `max_body`"),
+    ];
+    for (edit, needle) in cases {
+        let mut config = sample();
+        edit(&mut config);
+        let err = compile(&config).unwrap_err();
+        assert!(err.0.contains(needle), "expected `{needle}` in: {err}");
+    }
+}
+
+#[test]
+fn garbage_is_refused() {
+    for bytes in [
+        &b""[..],
+        b"null",
+        b"[]",
+        b"{",
+        b"\xff",
+        b"{\"api_keys\": 5}",
+    ] {
+        assert!(Gateway::try_from(bytes).is_err());
+    }
+}
+
+#[test]
+fn hex_digests_round_trip_and_rejects() {
+    let d = crate::auth::key_digest(b"sk-demo");
+    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(parse_hex_digest(&hex), Some(d));
+    assert_eq!(parse_hex_digest(&hex.to_uppercase()), Some(d));
+    assert_eq!(parse_hex_digest("abc"), None);
+    assert_eq!(parse_hex_digest(&"g".repeat(64)), None);
+    assert_eq!(parse_hex_digest(&"é".repeat(32)), None);
+}
