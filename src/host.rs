@@ -5,6 +5,7 @@
 use crate::charger::{self, Charger, ChargerConfig};
 use crate::config::Gateway;
 use crate::error::ApiError;
+use crate::headers::Headers;
 use crate::ids;
 use crate::metrics;
 use crate::pipeline::{
@@ -239,7 +240,7 @@ impl HttpContext for Exchange {
             return self.fail("the gateway has no valid configuration");
         };
         let headers = match hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            Ok(headers) => headers,
+            Ok(headers) => Headers::from(headers),
             Err(status) => return self.fail(&format!("cannot read request headers ({status:?})")),
         };
         let outcome = gateway.on_request_headers(&headers, end_of_stream);
@@ -302,17 +303,13 @@ impl HttpContext for Exchange {
             return Action::Continue;
         };
         let headers = match hostcalls::get_map_bytes(MapType::HttpResponseHeaders) {
-            Ok(headers) => headers,
+            Ok(headers) => Headers::from(headers),
             Err(status) => {
                 warn!("[{}] cannot read response headers ({status:?})", self.id);
                 return Action::Continue;
             }
         };
-        let status = headers
-            .iter()
-            .find(|(name, _)| name == ":status")
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u16>().ok())
-            .unwrap_or(0);
+        let status = headers.status().unwrap_or(0);
         // Only error statuses can be Envoy's own replies: skip the host call
         // (a round trip into the VM to allocate the answer) for the rest.
         let details = match status {

@@ -15,6 +15,7 @@ pub mod compat;
 pub mod config;
 pub mod endpoints;
 pub mod error;
+pub mod headers;
 pub mod host;
 pub mod ids;
 pub mod json;

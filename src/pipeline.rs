@@ -8,6 +8,7 @@ use crate::catalog::{self, Category, Model};
 use crate::config::Gateway;
 use crate::endpoints::{self, BodyKind, Endpoint, Lookup};
 use crate::error::{printable, ApiError};
+use crate::headers::Headers;
 use crate::ids;
 use crate::json::{self, Json, JsonError, JsonObject};
 use crate::multipart::{self, MultipartError};
@@ -19,9 +20,6 @@ use std::ops::Range;
 
 #[cfg(test)]
 mod tests;
-
-/// Request headers as the host gives them: lower-case names, raw values.
-pub type Headers = [(String, Vec<u8>)];
 
 /// A complete local response.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,12 +157,7 @@ pub struct RequestLine {
 
 impl RequestLine {
     pub fn from_headers(headers: &Headers) -> Self {
-        let text = |name| {
-            header_values(headers, name)
-                .next()
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default()
-        };
+        let text = |name| headers.text(name).unwrap_or_default().into_owned();
         let full_path = text(":path");
         let path = full_path
             .split(['?', '#'])
@@ -177,21 +170,6 @@ impl RequestLine {
             plan: ResponsePlan::default(),
         }
     }
-}
-
-/// All values of header `name` (lower-case), in order.
-pub fn header_values<'a>(
-    headers: &'a Headers,
-    name: &'a str,
-) -> impl Iterator<Item = &'a [u8]> + 'a {
-    headers
-        .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_slice())
-}
-
-fn first_header<'a>(headers: &'a Headers, name: &'a str) -> Option<&'a [u8]> {
-    header_values(headers, name).next()
 }
 
 impl Gateway {
@@ -256,8 +234,8 @@ impl Gateway {
         let method = line.method.as_str();
 
         if method == "OPTIONS"
-            && first_header(headers, "origin").is_some()
-            && first_header(headers, "access-control-request-method").is_some()
+            && headers.contains("origin")
+            && headers.contains("access-control-request-method")
         {
             return Err(ApiError::forbidden(
                 "Cross-origin browser requests are not allowed: this API is for server-to-server calls. \
@@ -265,7 +243,7 @@ impl Gateway {
             ));
         }
 
-        let authorization: Vec<&[u8]> = header_values(headers, "authorization").collect();
+        let authorization: Vec<&[u8]> = headers.values("authorization").collect();
         let key_index = self.keys.authenticate(&authorization)?;
         let key = self
             .keys
@@ -329,9 +307,10 @@ impl Gateway {
             endpoint,
             kind,
             key: key_index,
-            content_type: first_header(headers, "content-type")
-                .map(|v| String::from_utf8_lossy(v).into_owned())
-                .unwrap_or_default(),
+            content_type: headers
+                .text("content-type")
+                .unwrap_or_default()
+                .into_owned(),
         };
         if end_of_stream {
             // No body will come: decide now, on an empty one.
@@ -358,7 +337,7 @@ impl Gateway {
         if !end_of_stream && length != Some(0) {
             body_headers::check_encoding(headers)?;
         }
-        body_headers::check_type(first_header(headers, "content-type"), kind)?;
+        body_headers::check_type(headers.first("content-type"), kind)?;
         match length {
             Some(length) if length > self.limits.max_request_bytes => Err(self.too_large()),
             _ => Ok(()),
@@ -413,7 +392,8 @@ impl Gateway {
                 printable(id, 200)
             )));
         };
-        let query = first_header(headers, ":path")
+        let query = headers
+            .first(":path")
             .and_then(|p| p.iter().position(|b| *b == b'?').and_then(|at| p.get(at..)))
             .map(|q| String::from_utf8_lossy(q).into_owned())
             .unwrap_or_default();
@@ -653,10 +633,10 @@ impl Gateway {
         let mut remove: Vec<String> = headers
             .iter()
             .filter(|(name, _)| name.to_ascii_lowercase().starts_with("access-control-"))
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| name.to_string())
             .collect();
         remove.extend(ratelimit::headers_to_remove(headers));
-        let content_type = first_header(headers, "content-type").unwrap_or_default();
+        let content_type = headers.first("content-type").unwrap_or_default();
         let body = match (request.plan.adjust_body, status) {
             (true, 200..=299) if content_type.starts_with(b"text/event-stream") => BodyMode::Events,
             (true, 200..=299) if content_type.starts_with(b"application/json") => {
@@ -734,13 +714,11 @@ impl Gateway {
         };
         let mut reply = self.error_reply(&ApiError::with_status(status, message));
         // Keep what tells the client when to retry, in OpenAI's names.
-        for (name, value) in headers {
-            if name.eq_ignore_ascii_case("retry-after") {
-                if let Ok(value) = std::str::from_utf8(value) {
-                    reply
-                        .headers
-                        .push(("retry-after".to_string(), value.to_string()));
-                }
+        for value in headers.values("retry-after") {
+            if let Ok(value) = std::str::from_utf8(value) {
+                reply
+                    .headers
+                    .push(("retry-after".to_string(), value.to_string()));
             }
         }
         reply

@@ -11,7 +11,7 @@
 //! 429 carries the marker header `x-gateway-ratelimited-by: requests|tokens`.
 
 use crate::error::{ApiError, ErrorType};
-use crate::pipeline::Headers;
+use crate::headers::Headers;
 
 /// Set by each limiter (`response_headers_to_add`) on the 429s it sends.
 pub const MARKER_HEADER: &str = "x-gateway-ratelimited-by";
@@ -53,13 +53,7 @@ pub struct Limits {
 
 /// Reads the draft headers of every limiter that answered.
 pub fn read(headers: &Headers) -> Limits {
-    let values = |name: &str| -> Vec<&[u8]> {
-        headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-            .collect()
-    };
+    let values = |name: &'static str| -> Vec<&[u8]> { headers.values(name).collect() };
     let [limits, remainings, resets] = DRAFT.map(values);
     let trios: Vec<(Option<Kind>, Limit)> = limits
         .iter()
@@ -165,10 +159,7 @@ pub fn openai_headers(limits: &Limits) -> Vec<(String, String)> {
 /// `token_cost` is what the gateway charged the tokens limiter.
 pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
     let limits = read(headers);
-    let marker = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(MARKER_HEADER))
-        .map(|(_, v)| v.as_slice());
+    let marker = headers.first(MARKER_HEADER);
     let kind = match marker {
         Some(b"tokens") => Kind::Tokens,
         Some(_) => Kind::Requests,
@@ -182,9 +173,8 @@ pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
         Kind::Tokens => limits.tokens,
     };
     let retry_after_header = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| leading_number(v))
+        .first("retry-after")
+        .and_then(leading_number)
         .unwrap_or(0);
     // Never shorter than the limiter's own reset, and at least a second.
     let wait = retry_after_header
@@ -248,7 +238,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorCode;
 
-    fn h(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+    fn h(pairs: &[(&str, &str)]) -> Headers {
         pairs
             .iter()
             .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))

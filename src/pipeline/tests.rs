@@ -2,7 +2,7 @@ use super::*;
 use crate::config::tests::gateway;
 use serde_json::Value;
 
-fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> Headers {
     let mut h = vec![
         (":method".to_string(), method.as_bytes().to_vec()),
         (":path".to_string(), path.as_bytes().to_vec()),
@@ -13,7 +13,7 @@ fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> Vec<(String, Vec
             .iter()
             .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec())),
     );
-    h
+    Headers::from(h)
 }
 
 const DEMO: (&str, &str) = ("authorization", "Bearer sk-demo");
@@ -577,10 +577,10 @@ fn local_replies_become_envelopes() {
         path: "/v1/chat/completions".into(),
         plan: ResponsePlan::default(),
     };
-    let upstream_headers = vec![
+    let upstream_headers = Headers::from(vec![
         ("retry-after".to_string(), b"3".to_vec()),
         ("x-ratelimit-limit".to_string(), b"5".to_vec()),
-    ];
+    ]);
     let cases = [
         (404, "route_not_found", "No backend route"),
         (413, "request_payload_too_large", "larger than"),
@@ -612,18 +612,20 @@ fn local_replies_become_envelopes() {
         assert!(reply.headers.contains(&("retry-after".into(), "3".into())));
     }
     assert!(g
-        .rewrite_local_reply(404, "via_upstream", &line, &[])
+        .rewrite_local_reply(404, "via_upstream", &line, &Headers::default())
         .is_none());
     assert!(g
-        .rewrite_local_reply(200, "route_not_found", &line, &[])
+        .rewrite_local_reply(200, "route_not_found", &line, &Headers::default())
         .is_none());
-    assert!(g.rewrite_local_reply(503, "", &line, &[]).is_none());
+    assert!(g
+        .rewrite_local_reply(503, "", &line, &Headers::default())
+        .is_none());
 }
 
 #[test]
 fn responses_lose_cors_grants_and_draft_headers_and_gain_openai_names() {
     let g = gateway();
-    let h = vec![
+    let h = Headers::from(vec![
         (":status".to_string(), b"200".to_vec()),
         ("access-control-allow-origin".to_string(), b"*".to_vec()),
         (
@@ -634,7 +636,7 @@ fn responses_lose_cors_grants_and_draft_headers_and_gain_openai_names() {
         ("x-ratelimit-limit".to_string(), b"3".to_vec()),
         ("x-ratelimit-remaining".to_string(), b"2".to_vec()),
         ("x-ratelimit-reset".to_string(), b"0".to_vec()),
-    ];
+    ]);
     let line = RequestLine::default();
     let AfterResponseHeaders::Edit { edits, body } =
         g.on_response_headers(200, "via_upstream", &line, &h)
@@ -667,12 +669,12 @@ fn responses_lose_cors_grants_and_draft_headers_and_gain_openai_names() {
 #[test]
 fn limiter_429_becomes_a_rate_limit_envelope() {
     let g = gateway();
-    let h = vec![
+    let h = Headers::from(vec![
         ("x-ratelimit-limit".to_string(), b"3".to_vec()),
         ("x-ratelimit-remaining".to_string(), b"0".to_vec()),
         ("x-ratelimit-reset".to_string(), b"20".to_vec()),
         ("x-gateway-ratelimited-by".to_string(), b"requests".to_vec()),
-    ];
+    ]);
     let AfterResponseHeaders::Reply(reply) =
         g.on_response_headers(429, "local_rate_limited", &RequestLine::default(), &h)
     else {
@@ -722,10 +724,10 @@ fn adjusted_responses_choose_their_body_mode() {
     let mut line = RequestLine::default();
     line.plan.adjust_body = true;
     let with_type = |ct: &str| {
-        vec![
+        Headers::from(vec![
             ("content-type".to_string(), ct.as_bytes().to_vec()),
             ("content-length".to_string(), b"10".to_vec()),
-        ]
+        ])
     };
     let mode = |status, ct: &str| match g.on_response_headers(
         status,
