@@ -1,5 +1,10 @@
+use super::request_body::model_member;
+use super::rewrite::rewrite_json;
 use super::*;
 use crate::config::tests::gateway;
+use crate::config::Gateway;
+use crate::json;
+use crate::validate::Rewrite;
 use serde_json::Value;
 
 fn headers(method: &str, path: &str, extra: &[(&str, &str)]) -> Headers {

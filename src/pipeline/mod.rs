@@ -1,0 +1,192 @@
+//! The per-request decisions, as plain functions of headers, body and the
+//! compiled configuration. The host adapter only moves bytes between Envoy and
+//! these functions and applies what they return.
+//!
+//! A request goes through these stages, each in its own file:
+//!
+//! - `request_headers.rs`: [`Gateway::on_request_headers`] refuses browser
+//!   preflights, authenticates the key, finds the endpoint, answers the
+//!   models listing itself, and checks what the headers say about the body
+//!   (encoding, content type, length) before it is read.
+//! - `routed_ids.rs`: calls by id (`GET /v1/responses/{id}`, …) are routed by
+//!   the gateway's id at the header stage; `previous_response_id` is checked
+//!   at the body stage; [`Gateway::rewrite_ids`] gives the client the
+//!   gateway's ids in responses.
+//! - `request_body.rs`: [`Gateway::on_request_body`] parses the body,
+//!   resolves the model the key asked for, validates the fields and decides
+//!   where to forward it; [`Gateway::on_partial_body`] refuses a body that
+//!   grows too large while it arrives.
+//! - `rewrite.rs`: the body to forward, as splices into the client's bytes
+//!   (the upstream model name, validation's rewrites, `include_usage`).
+//! - `response.rs`: [`Gateway::on_response_headers`] re-renders Envoy's own
+//!   error replies as envelopes and edits every other response's headers.
+//! - `errors.rs`: [`Gateway::error_reply`] and the wording of the errors more
+//!   than one stage gives.
+//!
+//! This file holds the types the stages exchange.
+
+use crate::auth::KeyIndex;
+#[cfg(doc)]
+use crate::config::Gateway;
+use crate::endpoints::{BodyKind, Endpoint};
+use crate::headers::Headers;
+
+mod errors;
+mod request_body;
+mod request_headers;
+mod response;
+mod rewrite;
+mod routed_ids;
+#[cfg(test)]
+mod tests;
+
+/// A complete local response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// OpenAI's `error.code` of an error reply, for the metrics.
+    pub error_code: Option<&'static str>,
+}
+
+/// Header changes to apply to the request before it goes on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    pub remove: Vec<String>,
+    pub set: Vec<(String, String)>,
+}
+
+/// What to do after the request headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterHeaders {
+    /// Answer locally; nothing reaches a backend.
+    Reply(Reply),
+    /// Let the request go on (after the edits) to the backend the edits
+    /// name: re-pick the route.
+    Route(ResponsePlan),
+    /// Hold the headers until the whole body has arrived, then decide.
+    ReadBody(PendingBody),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadersOutcome {
+    /// Applied whatever comes next.
+    pub edits: HeaderEdits,
+    pub next: AfterHeaders,
+    /// The id of the authenticated key, if any.
+    pub key_id: Option<String>,
+    /// The request line, for the response stage.
+    pub line: RequestLine,
+}
+
+/// What the body stage needs to know from the header stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingBody {
+    pub endpoint: Endpoint,
+    pub kind: BodyKind,
+    pub key: KeyIndex,
+    pub content_type: String,
+}
+
+/// What to do once the body has arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterBody {
+    Reply(Reply),
+    /// Forward to `backend` with these header edits, and this body instead
+    /// of the client's when `Some`; then re-pick the route. Add
+    /// `response_headers` to the response.
+    Forward {
+        edits: HeaderEdits,
+        new_body: Option<Vec<u8>>,
+        response: ResponsePlan,
+    },
+}
+
+/// What the response stage needs to know about a forwarded request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResponsePlan {
+    /// The backend the gateway routed the request to.
+    pub backend: Option<String>,
+    /// The canonical id of the model.
+    pub model: Option<String>,
+    /// What the gateway charged the tokens limiter.
+    pub token_cost: u64,
+    /// Added to the response (e.g. to say a request was adapted).
+    pub headers: Vec<(String, String)>,
+    /// Drop the stream's usage-only chunk: the gateway asked for it, the
+    /// client did not.
+    pub hide_usage_chunk: bool,
+    /// The response may carry usage and `system_fingerprint`: read and adjust it.
+    pub adjust_body: bool,
+    /// Ids in the response to give the client in the gateway's form.
+    pub ids: Option<IdRewrite>,
+    /// A stream of this endpoint ends with `data: [DONE]` (chat and legacy
+    /// completions; the Responses API ends with `response.completed`).
+    pub ends_with_done: bool,
+}
+
+/// How ids in a response are rewritten (see [`crate::ids`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IdRewrite {
+    /// Issue a routed id for the one the response carries here.
+    pub issue: Option<IssueId>,
+    /// (backend's id, gateway's id) pairs: the first is replaced by the second.
+    pub known: Vec<(String, String)>,
+}
+
+/// Where the id to issue is and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueId {
+    /// The member holding the id, at the top level or under `response` (stream events).
+    pub field: &'static str,
+    pub key_id: String,
+    pub backend: String,
+}
+
+/// What to do with the response headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterResponseHeaders {
+    /// Replace the response with this one.
+    Reply(Reply),
+    /// Let it through with these edits, handling the body as `body` says.
+    Edit { edits: HeaderEdits, body: BodyMode },
+}
+
+/// How the response body is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyMode {
+    /// Passed on as it comes.
+    Untouched,
+    /// One JSON object, read whole, adjusted (usage, `system_fingerprint`).
+    Json,
+    /// Server-sent events, adjusted event by event as they arrive.
+    Events,
+}
+
+/// What the response stage needs to know about the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestLine {
+    pub method: String,
+    /// Path without the query string.
+    pub path: String,
+    /// Set once the request is forwarded.
+    pub plan: ResponsePlan,
+}
+
+impl RequestLine {
+    pub fn from_headers(headers: &Headers) -> Self {
+        let text = |name| headers.text(name).unwrap_or_default().into_owned();
+        let full_path = text(":path");
+        let path = full_path
+            .split(['?', '#'])
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        RequestLine {
+            method: text(":method"),
+            path,
+            plan: ResponsePlan::default(),
+        }
+    }
+}

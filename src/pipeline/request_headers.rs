@@ -1,0 +1,168 @@
+//! The request headers: browser preflights, the key, the endpoint, the
+//! models listing, and what the headers say about the body.
+
+use super::{
+    AfterBody, AfterHeaders, HeaderEdits, HeadersOutcome, PendingBody, Reply, RequestLine,
+};
+use crate::body_headers;
+use crate::catalog;
+use crate::config::Gateway;
+use crate::endpoints::{self, BodyKind, Endpoint, Lookup};
+use crate::error::{printable, ApiError};
+use crate::headers::Headers;
+
+impl Gateway {
+    fn json_reply(body: Vec<u8>) -> Reply {
+        Reply {
+            status: 200,
+            headers: vec![("content-type".to_string(), "application/json".to_string())],
+            body,
+            error_code: None,
+        }
+    }
+
+    /// Decides on the request headers.
+    pub fn on_request_headers(&self, headers: &Headers, end_of_stream: bool) -> HeadersOutcome {
+        // Client-supplied copies of the gateway's own headers never go on.
+        let mut edits = HeaderEdits {
+            remove: self.headers.all().iter().map(|h| h.to_string()).collect(),
+            set: Vec::new(),
+        };
+        let line = RequestLine::from_headers(headers);
+        let next = match self.route_headers(headers, &line, end_of_stream, &mut edits) {
+            Ok(next) => next,
+            Err(error) => AfterHeaders::Reply(self.error_reply(&error)),
+        };
+        let key_id = edits
+            .set
+            .iter()
+            .find(|(name, _)| *name == self.headers.key_id)
+            .map(|(_, id)| id.clone());
+        HeadersOutcome {
+            edits,
+            next,
+            key_id,
+            line,
+        }
+    }
+
+    fn route_headers(
+        &self,
+        headers: &Headers,
+        line: &RequestLine,
+        end_of_stream: bool,
+        edits: &mut HeaderEdits,
+    ) -> Result<AfterHeaders, ApiError> {
+        let method = line.method.as_str();
+
+        if method == "OPTIONS"
+            && headers.contains("origin")
+            && headers.contains("access-control-request-method")
+        {
+            return Err(ApiError::forbidden(
+                "Cross-origin browser requests are not allowed: this API is for server-to-server calls. \
+                 Call it from your backend, never from a web page (that would expose your API key).",
+            ));
+        }
+
+        let authorization: Vec<&[u8]> = headers.values("authorization").collect();
+        let key_index = self.keys.authenticate(&authorization)?;
+        let key = self
+            .keys
+            .get(key_index)
+            .ok_or_else(|| ApiError::with_status(500, "key lookup failed"))?;
+        // The client's key never reaches a backend.
+        edits.remove.push("authorization".to_string());
+        // Every request costs at least one token; the body stage refines it.
+        edits
+            .set
+            .push((self.headers.token_cost.clone(), "1".to_string()));
+        edits
+            .set
+            .push((self.headers.key_id.clone(), key.id.clone()));
+
+        let endpoint = match endpoints::lookup(method, &line.path) {
+            Lookup::Endpoint(endpoint) => endpoint,
+            Lookup::Unsupported(message) => return Err(ApiError::not_found(message)),
+            Lookup::MethodNotAllowed(allowed) => {
+                return Err(ApiError::method_not_allowed(method, &line.path, allowed))
+            }
+            Lookup::Unknown => {
+                return Err(ApiError::not_found(format!(
+                    "Invalid URL ({} {}). This gateway serves: {}.",
+                    printable(method, 16),
+                    printable(&line.path, 256),
+                    endpoints::supported_summary()
+                )))
+            }
+        };
+
+        match endpoint {
+            Endpoint::ListModels => {
+                let visible = self
+                    .catalog
+                    .models()
+                    .filter(|(i, _)| key.may_use(*i))
+                    .map(|(_, m)| m);
+                return Ok(AfterHeaders::Reply(Self::json_reply(catalog::list_body(
+                    visible,
+                ))));
+            }
+            Endpoint::RetrieveModel => {
+                let name = line.path.rsplit('/').next().unwrap_or_default();
+                return match self.catalog.resolve(name) {
+                    Some((index, model)) if key.may_use(index) => Ok(AfterHeaders::Reply(
+                        Self::json_reply(catalog::model_body(model)),
+                    )),
+                    _ => Err(ApiError::model_not_found(name)),
+                };
+            }
+            _ => {}
+        }
+
+        let kind = endpoint.body_kind(method);
+        if kind == BodyKind::None {
+            return self.route_by_id(endpoint, headers, line, &key.id, edits);
+        }
+        self.check_body_headers(headers, kind, end_of_stream)?;
+        let pending = PendingBody {
+            endpoint,
+            kind,
+            key: key_index,
+            content_type: headers
+                .text("content-type")
+                .unwrap_or_default()
+                .into_owned(),
+        };
+        if end_of_stream {
+            // No body will come: decide now, on an empty one.
+            return match self.on_request_body(&pending, b"") {
+                AfterBody::Reply(reply) => Ok(AfterHeaders::Reply(reply)),
+                AfterBody::Forward { .. } => {
+                    Err(ApiError::bad_request("The request body is empty."))
+                }
+            };
+        }
+        Ok(AfterHeaders::ReadBody(pending))
+    }
+
+    /// What the headers say about the body, checked before it is read: it
+    /// must be uncompressed, of the endpoint's content type, and not announce
+    /// more bytes than the gateway reads.
+    fn check_body_headers(
+        &self,
+        headers: &Headers,
+        kind: BodyKind,
+        end_of_stream: bool,
+    ) -> Result<(), ApiError> {
+        let length = body_headers::declared_length(headers);
+        if !end_of_stream && length != Some(0) {
+            body_headers::check_encoding(headers)?;
+        }
+        body_headers::check_type(headers.first("content-type"), kind)?;
+        match length {
+            Some(length) if length > self.limits.max_request_bytes => Err(self.too_large()),
+            _ => Ok(()),
+        }
+    }
+}
