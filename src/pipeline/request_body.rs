@@ -1,9 +1,10 @@
 //! The request body: the model, the fields, and where the request goes.
 
 use super::errors::{json_error, multipart_error, wrong_category};
-use super::rewrite::rewrite_json;
-use super::routed_ids::issued_id_field;
-use super::{AfterBody, HeaderEdits, IdRewrite, IssueId, PendingBody, Reply, ResponsePlan};
+use super::rewrite::{rewrite_form_model, rewrite_json};
+use super::routed_ids::ids_to_rewrite;
+use super::{AfterBody, HeaderEdits, PendingBody, Reply, ResponsePlan};
+use crate::auth::ApiKey;
 use crate::catalog::Model;
 use crate::config::Gateway;
 use crate::endpoints::{BodyKind, Endpoint};
@@ -39,94 +40,105 @@ impl Gateway {
             .keys
             .get(pending.key)
             .ok_or_else(|| ApiError::with_status(500, "key lookup failed"))?;
-        let resolve = |requested: &str| -> Result<&Model, ApiError> {
-            let model = match self.catalog.resolve(requested) {
-                Some((index, model)) if key.may_use(index) => model,
-                _ => return Err(ApiError::model_not_found(requested)),
-            };
-            if !model.category.serves(pending.endpoint) {
-                return Err(wrong_category(model, pending.endpoint));
-            }
-            Ok(model)
-        };
         match pending.kind {
-            BodyKind::Json => {
-                let document = json::parse_document(body).map_err(json_error)?;
-                let requested = model_member(&document)?;
-                let model = resolve(requested)?;
-                let mut effects = validate::check(pending.endpoint, &document, model)?;
-                let previous = self.previous_response(&document, &key.id, model)?;
-                if let Some((rewrite, _)) = &previous {
-                    effects.rewrites.push(rewrite.clone());
-                }
-                // Streams always report usage to the gateway (billing); the
-                // usage chunk is hidden from clients that did not ask for it.
-                let hide_usage_chunk = streams_without_usage(pending.endpoint, &document);
-                if hide_usage_chunk {
-                    effects.rewrites.push(Rewrite::IncludeUsage);
-                }
-                let new_body = rewrite_json(body, &document, requested, model, &effects.rewrites)?;
-                let headers = effects
-                    .response_headers
-                    .iter()
-                    .map(|(n, v)| (n.to_string(), v.to_string()))
-                    .collect();
-                let cost = tokens::estimate(
-                    pending.endpoint,
-                    &document,
-                    self.token_limits.default_max_tokens,
-                );
-                let mut forward = self.forward(model, new_body, headers, cost);
-                if let AfterBody::Forward { response, .. } = &mut forward {
-                    response.hide_usage_chunk = hide_usage_chunk;
-                    let issue = issued_id_field(pending.endpoint, &document).map(|field| IssueId {
-                        field,
-                        key_id: key.id.clone(),
-                        backend: model.backend.clone(),
-                    });
-                    let known: Vec<(String, String)> =
-                        previous.map(|(_, pair)| pair).into_iter().collect();
-                    if issue.is_some() || !known.is_empty() {
-                        response.ids = Some(IdRewrite { issue, known });
-                    }
-                    response.ends_with_done = matches!(
-                        pending.endpoint,
-                        Endpoint::ChatCompletions | Endpoint::Completions
-                    );
-                    response.adjust_body = has_usage(pending.endpoint) || response.ids.is_some();
-                }
-                Ok(forward)
-            }
-            BodyKind::Multipart => {
-                let parts =
-                    multipart::parts(&pending.content_type, body).map_err(multipart_error)?;
-                let requested = multipart::text_field(&parts, "model").map_err(multipart_error)?;
-                let model = resolve(requested)?;
-                let names: Vec<&[u8]> = parts.iter().map(|p| p.name).collect();
-                validate::check_form(pending.endpoint, &names)?;
-                let new_body = if requested == model.upstream_name() {
-                    None
-                } else {
-                    let span = json::span_of_str(body, requested)
-                        .ok_or_else(|| ApiError::with_status(500, "model span not found"))?;
-                    Some(
-                        json::splice(body, span, model.upstream_name().as_bytes())
-                            .ok_or_else(|| ApiError::with_status(500, "model rewrite failed"))?,
-                    )
-                };
-                Ok(self.forward(model, new_body, Vec::new(), 1))
-            }
+            BodyKind::Json => self.route_json(pending.endpoint, key, body),
+            BodyKind::Multipart => self.route_form(pending, key, body),
             BodyKind::None => Err(ApiError::with_status(500, "no body expected")),
         }
     }
 
-    fn forward(
+    /// The model named `requested`, if it exists for the key and serves the
+    /// endpoint.
+    fn resolve_model(
         &self,
-        model: &Model,
-        new_body: Option<Vec<u8>>,
-        response_headers: Vec<(String, String)>,
-        token_cost: u64,
-    ) -> AfterBody {
+        key: &ApiKey,
+        endpoint: Endpoint,
+        requested: &str,
+    ) -> Result<&Model, ApiError> {
+        let model = match self.catalog.resolve(requested) {
+            Some((index, model)) if key.may_use(index) => model,
+            _ => return Err(ApiError::model_not_found(requested)),
+        };
+        if !model.category.serves(endpoint) {
+            return Err(wrong_category(model, endpoint));
+        }
+        Ok(model)
+    }
+
+    /// A JSON body: validated, rewritten for the backend, its token cost
+    /// estimated, and the response planned (usage, ids).
+    fn route_json(
+        &self,
+        endpoint: Endpoint,
+        key: &ApiKey,
+        body: &[u8],
+    ) -> Result<AfterBody, ApiError> {
+        let document = json::parse_document(body).map_err(json_error)?;
+        let requested = model_member(&document)?;
+        let model = self.resolve_model(key, endpoint, requested)?;
+        let mut effects = validate::check(endpoint, &document, model)?;
+        let previous = self.previous_response(&document, &key.id, model)?;
+        if let Some((rewrite, _)) = &previous {
+            effects.rewrites.push(rewrite.clone());
+        }
+        // Streams always report usage to the gateway (billing); the
+        // usage chunk is hidden from clients that did not ask for it.
+        let hide_usage_chunk = streams_without_usage(endpoint, &document);
+        if hide_usage_chunk {
+            effects.rewrites.push(Rewrite::IncludeUsage);
+        }
+        let new_body = rewrite_json(body, &document, requested, model, &effects.rewrites)?;
+        let cost = tokens::estimate(endpoint, &document, self.token_limits.default_max_tokens);
+        let (edits, mut response) = self.forward_to(model, cost);
+        response.headers = effects
+            .response_headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        response.hide_usage_chunk = hide_usage_chunk;
+        response.ids = ids_to_rewrite(
+            endpoint,
+            &document,
+            &key.id,
+            model,
+            previous.map(|(_, pair)| pair),
+        );
+        response.ends_with_done =
+            matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
+        response.adjust_body = has_usage(endpoint) || response.ids.is_some();
+        Ok(AfterBody::Forward {
+            edits,
+            new_body,
+            response,
+        })
+    }
+
+    /// A multipart form (transcriptions): its `model` field resolved and,
+    /// if the backend knows the model by another name, rewritten.
+    fn route_form(
+        &self,
+        pending: &PendingBody,
+        key: &ApiKey,
+        body: &[u8],
+    ) -> Result<AfterBody, ApiError> {
+        let parts = multipart::parts(&pending.content_type, body).map_err(multipart_error)?;
+        let requested = multipart::text_field(&parts, "model").map_err(multipart_error)?;
+        let model = self.resolve_model(key, pending.endpoint, requested)?;
+        let names: Vec<&[u8]> = parts.iter().map(|p| p.name).collect();
+        validate::check_form(pending.endpoint, &names)?;
+        let new_body = rewrite_form_model(body, requested, model)?;
+        let (edits, response) = self.forward_to(model, 1);
+        Ok(AfterBody::Forward {
+            edits,
+            new_body,
+            response,
+        })
+    }
+
+    /// The header edits that send the request to the model's backend (with
+    /// its credential, if it has one) at this token cost, and the response
+    /// plan they start.
+    fn forward_to(&self, model: &Model, token_cost: u64) -> (HeaderEdits, ResponsePlan) {
         let mut edits = HeaderEdits::default();
         edits
             .set
@@ -142,17 +154,13 @@ impl Gateway {
                 .set
                 .push(("authorization".to_string(), credential.clone()));
         }
-        AfterBody::Forward {
-            edits,
-            new_body,
-            response: ResponsePlan {
-                backend: Some(model.backend.clone()),
-                model: Some(model.id.clone()),
-                token_cost,
-                headers: response_headers,
-                ..ResponsePlan::default()
-            },
-        }
+        let response = ResponsePlan {
+            backend: Some(model.backend.clone()),
+            model: Some(model.id.clone()),
+            token_cost,
+            ..ResponsePlan::default()
+        };
+        (edits, response)
     }
 }
 

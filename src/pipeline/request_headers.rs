@@ -4,6 +4,7 @@
 use super::{
     AfterBody, AfterHeaders, HeaderEdits, HeadersOutcome, PendingBody, Reply, RequestLine,
 };
+use crate::auth::{ApiKey, KeyIndex};
 use crate::body_headers;
 use crate::catalog;
 use crate::config::Gateway;
@@ -46,6 +47,8 @@ impl Gateway {
         }
     }
 
+    /// The header stage's steps, in order. An error is the reply; the edits
+    /// made before it (the key's, once authenticated) still apply.
     fn route_headers(
         &self,
         headers: &Headers,
@@ -54,72 +57,12 @@ impl Gateway {
         edits: &mut HeaderEdits,
     ) -> Result<AfterHeaders, ApiError> {
         let method = line.method.as_str();
-
-        if method == "OPTIONS"
-            && headers.contains("origin")
-            && headers.contains("access-control-request-method")
-        {
-            return Err(ApiError::forbidden(
-                "Cross-origin browser requests are not allowed: this API is for server-to-server calls. \
-                 Call it from your backend, never from a web page (that would expose your API key).",
-            ));
+        refuse_browser_preflight(method, headers)?;
+        let (key_index, key) = self.authenticate(headers, edits)?;
+        let endpoint = find_endpoint(method, &line.path)?;
+        if let Some(answer) = self.models_reply(endpoint, key, &line.path) {
+            return answer.map(AfterHeaders::Reply);
         }
-
-        let authorization: Vec<&[u8]> = headers.values("authorization").collect();
-        let key_index = self.keys.authenticate(&authorization)?;
-        let key = self
-            .keys
-            .get(key_index)
-            .ok_or_else(|| ApiError::with_status(500, "key lookup failed"))?;
-        // The client's key never reaches a backend.
-        edits.remove.push("authorization".to_string());
-        // Every request costs at least one token; the body stage refines it.
-        edits
-            .set
-            .push((self.headers.token_cost.clone(), "1".to_string()));
-        edits
-            .set
-            .push((self.headers.key_id.clone(), key.id.clone()));
-
-        let endpoint = match endpoints::lookup(method, &line.path) {
-            Lookup::Endpoint(endpoint) => endpoint,
-            Lookup::Unsupported(message) => return Err(ApiError::not_found(message)),
-            Lookup::MethodNotAllowed(allowed) => {
-                return Err(ApiError::method_not_allowed(method, &line.path, allowed))
-            }
-            Lookup::Unknown => {
-                return Err(ApiError::not_found(format!(
-                    "Invalid URL ({} {}). This gateway serves: {}.",
-                    printable(method, 16),
-                    printable(&line.path, 256),
-                    endpoints::supported_summary()
-                )))
-            }
-        };
-
-        match endpoint {
-            Endpoint::ListModels => {
-                let visible = self
-                    .catalog
-                    .models()
-                    .filter(|(i, _)| key.may_use(*i))
-                    .map(|(_, m)| m);
-                return Ok(AfterHeaders::Reply(Self::json_reply(catalog::list_body(
-                    visible,
-                ))));
-            }
-            Endpoint::RetrieveModel => {
-                let name = line.path.rsplit('/').next().unwrap_or_default();
-                return match self.catalog.resolve(name) {
-                    Some((index, model)) if key.may_use(index) => Ok(AfterHeaders::Reply(
-                        Self::json_reply(catalog::model_body(model)),
-                    )),
-                    _ => Err(ApiError::model_not_found(name)),
-                };
-            }
-            _ => {}
-        }
-
         let kind = endpoint.body_kind(method);
         if kind == BodyKind::None {
             return self.route_by_id(endpoint, headers, line, &key.id, edits);
@@ -146,6 +89,62 @@ impl Gateway {
         Ok(AfterHeaders::ReadBody(pending))
     }
 
+    /// The key the request's `Authorization` names. The client's key never
+    /// reaches a backend: the edits take it off, and name the key (its id)
+    /// and the request's least token cost (1; the body stage refines it) to
+    /// the rest of Envoy.
+    fn authenticate(
+        &self,
+        headers: &Headers,
+        edits: &mut HeaderEdits,
+    ) -> Result<(KeyIndex, &ApiKey), ApiError> {
+        let authorization: Vec<&[u8]> = headers.values("authorization").collect();
+        let key_index = self.keys.authenticate(&authorization)?;
+        let key = self
+            .keys
+            .get(key_index)
+            .ok_or_else(|| ApiError::with_status(500, "key lookup failed"))?;
+        edits.remove.push("authorization".to_string());
+        edits
+            .set
+            .push((self.headers.token_cost.clone(), "1".to_string()));
+        edits
+            .set
+            .push((self.headers.key_id.clone(), key.id.clone()));
+        Ok((key_index, key))
+    }
+
+    /// The models endpoints, answered from the catalog without a backend:
+    /// only the models the key may use exist for it. `None` for every other
+    /// endpoint.
+    fn models_reply(
+        &self,
+        endpoint: Endpoint,
+        key: &ApiKey,
+        path: &str,
+    ) -> Option<Result<Reply, ApiError>> {
+        match endpoint {
+            Endpoint::ListModels => {
+                let visible = self
+                    .catalog
+                    .models()
+                    .filter(|(i, _)| key.may_use(*i))
+                    .map(|(_, m)| m);
+                Some(Ok(Self::json_reply(catalog::list_body(visible))))
+            }
+            Endpoint::RetrieveModel => {
+                let name = path.rsplit('/').next().unwrap_or_default();
+                Some(match self.catalog.resolve(name) {
+                    Some((index, model)) if key.may_use(index) => {
+                        Ok(Self::json_reply(catalog::model_body(model)))
+                    }
+                    _ => Err(ApiError::model_not_found(name)),
+                })
+            }
+            _ => None,
+        }
+    }
+
     /// What the headers say about the body, checked before it is read: it
     /// must be uncompressed, of the endpoint's content type, and not announce
     /// more bytes than the gateway reads.
@@ -164,5 +163,37 @@ impl Gateway {
             Some(length) if length > self.limits.max_request_bytes => Err(self.too_large()),
             _ => Ok(()),
         }
+    }
+}
+
+/// A browser's CORS preflight: refused, the API is not for web pages.
+fn refuse_browser_preflight(method: &str, headers: &Headers) -> Result<(), ApiError> {
+    if method == "OPTIONS"
+        && headers.contains("origin")
+        && headers.contains("access-control-request-method")
+    {
+        return Err(ApiError::forbidden(
+            "Cross-origin browser requests are not allowed: this API is for server-to-server calls. \
+             Call it from your backend, never from a web page (that would expose your API key).",
+        ));
+    }
+    Ok(())
+}
+
+/// The endpoint the method and path name, or the 404/405 that says what
+/// this gateway serves.
+fn find_endpoint(method: &str, path: &str) -> Result<Endpoint, ApiError> {
+    match endpoints::lookup(method, path) {
+        Lookup::Endpoint(endpoint) => Ok(endpoint),
+        Lookup::Unsupported(message) => Err(ApiError::not_found(message)),
+        Lookup::MethodNotAllowed(allowed) => {
+            Err(ApiError::method_not_allowed(method, path, allowed))
+        }
+        Lookup::Unknown => Err(ApiError::not_found(format!(
+            "Invalid URL ({} {}). This gateway serves: {}.",
+            printable(method, 16),
+            printable(path, 256),
+            endpoints::supported_summary()
+        ))),
     }
 }

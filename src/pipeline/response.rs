@@ -60,21 +60,10 @@ impl Gateway {
         if status < 400 || code_details.is_empty() || code_details == "via_upstream" {
             return None;
         }
-        let details = printable(code_details, 200);
         if let (404, "route_not_found", Some(backend)) =
             (status, code_details, &request.plan.backend)
         {
-            // The catalog names a backend no Envoy route serves: an operator
-            // error that retrying cannot fix.
-            let mut error = ApiError::with_status(
-                500,
-                format!(
-                    "The model's backend `{backend}` has no route in the gateway's Envoy configuration. \
-                     This is a gateway configuration error: tell your platform team."
-                ),
-            );
-            error.headers.push(("x-should-retry", "false".to_string()));
-            return Some(self.error_reply(&error));
+            return Some(self.error_reply(&unrouted_backend(backend)));
         }
         if status == 429 {
             return Some(self.error_reply(&ratelimit::too_many_requests(
@@ -82,39 +71,62 @@ impl Gateway {
                 request.plan.token_cost,
             )));
         }
-        let message = match status {
-            _ if code_details.contains("rate_limiter_error") => {
-                "The gateway's rate-limit service is unavailable, and the gateway is set to refuse \
-                 requests it cannot count. Retry the request later."
-                    .to_string()
-            }
-            404 => format!(
-                "No backend route for {} {}. The gateway's Envoy configuration has no route for this request ({details}).",
-                printable(&request.method, 16),
-                printable(&request.path, 256)
-            ),
-            408 => format!(
-                "The request was not received in time ({details}): the client stopped sending its \
-                 headers or body. Send the whole request without pausing."
-            ),
-            413 => "The request body is larger than this gateway accepts. Send a smaller request.".to_string(),
-            502..=504 => format!(
-                "The model backend is unavailable or did not answer in time ({details}). Retry the request later."
-            ),
-            _ => format!("The gateway could not complete the request ({details})."),
-        };
+        let message = local_reply_message(status, code_details, request);
         let mut reply = self.error_reply(&ApiError::with_status(status, message));
-        // Keep what tells the client when to retry, in OpenAI's names.
-        for value in headers.values("retry-after") {
-            if let Ok(value) = std::str::from_utf8(value) {
-                reply
-                    .headers
-                    .push(("retry-after".to_string(), value.to_string()));
-            }
-        }
-        reply
-            .headers
-            .extend(ratelimit::openai_headers(&ratelimit::read(headers)));
+        reply.headers.extend(retry_headers(headers));
         Some(reply)
     }
+}
+
+/// The catalog names a backend no Envoy route serves: an operator error
+/// that retrying cannot fix.
+fn unrouted_backend(backend: &str) -> ApiError {
+    let mut error = ApiError::with_status(
+        500,
+        format!(
+            "The model's backend `{backend}` has no route in the gateway's Envoy configuration. \
+             This is a gateway configuration error: tell your platform team."
+        ),
+    );
+    error.headers.push(("x-should-retry", "false".to_string()));
+    error
+}
+
+/// What an Envoy local reply with this status means for the client.
+/// `code_details` is Envoy's `response.code_details`.
+fn local_reply_message(status: u16, code_details: &str, request: &RequestLine) -> String {
+    let details = printable(code_details, 200);
+    match status {
+        _ if code_details.contains("rate_limiter_error") => {
+            "The gateway's rate-limit service is unavailable, and the gateway is set to refuse \
+             requests it cannot count. Retry the request later."
+                .to_string()
+        }
+        404 => format!(
+            "No backend route for {} {}. The gateway's Envoy configuration has no route for this request ({details}).",
+            printable(&request.method, 16),
+            printable(&request.path, 256)
+        ),
+        408 => format!(
+            "The request was not received in time ({details}): the client stopped sending its \
+             headers or body. Send the whole request without pausing."
+        ),
+        413 => "The request body is larger than this gateway accepts. Send a smaller request.".to_string(),
+        502..=504 => format!(
+            "The model backend is unavailable or did not answer in time ({details}). Retry the request later."
+        ),
+        _ => format!("The gateway could not complete the request ({details})."),
+    }
+}
+
+/// What tells the client when to retry, in OpenAI's names: each
+/// `retry-after` and the limiters' `x-ratelimit-*`.
+fn retry_headers(headers: &Headers) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = headers
+        .values("retry-after")
+        .filter_map(|value| std::str::from_utf8(value).ok())
+        .map(|value| ("retry-after".to_string(), value.to_string()))
+        .collect();
+    out.extend(ratelimit::openai_headers(&ratelimit::read(headers)));
+    out
 }

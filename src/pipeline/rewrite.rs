@@ -4,7 +4,12 @@ use crate::catalog::Model;
 use crate::error::ApiError;
 use crate::json::{self, Json, JsonObject};
 use crate::validate::Rewrite;
+use serde_json::value::RawValue;
 use std::ops::Range;
+
+/// A change to a body: the bytes in the range give way to the new ones (an
+/// empty range inserts them).
+type Splice = (Range<usize>, Vec<u8>);
 
 /// The body to forward: the client's, unless the model name or a rewrite
 /// from validation changes it. Changes are spliced into the original bytes.
@@ -21,72 +26,115 @@ pub(super) fn rewrite_json(
         return Ok(None);
     }
     let failed = || ApiError::with_status(500, "body rewrite failed");
-    let mut edits: Vec<(Range<usize>, Vec<u8>)> =
-        Vec::with_capacity(rewrites.len().saturating_add(1));
+    let mut splices: Vec<Splice> = Vec::with_capacity(rewrites.len().saturating_add(1));
     if requested != upstream {
-        let span = json::span_of_str(body, requested).ok_or_else(failed)?;
-        // The span is the string's content: widen it to the quotes.
-        let quoted = span.start.checked_sub(1).ok_or_else(failed)?..span.end.saturating_add(1);
-        edits.push((quoted, serde_json::to_vec(upstream).map_err(|_| failed())?));
+        splices.push(model_splice(body, requested, upstream).ok_or_else(failed)?);
     }
     // Raw spans of members are needed only to replace one (rare): read them lazily.
     let mut raw: Option<JsonObject> = None;
     for rewrite in rewrites {
-        match rewrite {
-            Rewrite::ReplaceString { name, value } => {
-                if raw.is_none() {
-                    raw = Some(JsonObject::parse(body).map_err(|_| failed())?);
-                }
-                let current = raw.as_ref().and_then(|o| o.get(name)).ok_or_else(failed)?;
-                let span = json::span_of_str(body, current.get()).ok_or_else(failed)?;
-                edits.push((span, serde_json::to_vec(value).map_err(|_| failed())?));
-            }
-            Rewrite::Replace { name, json } => {
-                if raw.is_none() {
-                    raw = Some(JsonObject::parse(body).map_err(|_| failed())?);
-                }
-                let value = raw.as_ref().and_then(|o| o.get(name)).ok_or_else(failed)?;
-                let span = json::span_of_str(body, value.get()).ok_or_else(failed)?;
-                edits.push((span, json.as_bytes().to_vec()));
-            }
-            Rewrite::IncludeUsage => {
-                edits.push(include_usage_edit(body, document).ok_or_else(failed)?)
-            }
-            Rewrite::Insert { name, json } => {
-                let open = body
-                    .iter()
-                    .position(|b| *b == b'{')
-                    .ok_or_else(failed)?
-                    .saturating_add(1);
-                edits.push((open..open, format!("\"{name}\":{json},").into_bytes()));
-            }
+        splices.push(rewrite_splice(body, document, rewrite, &mut raw).ok_or_else(failed)?);
+    }
+    apply_splices(body, splices).map(Some).ok_or_else(failed)
+}
+
+/// The model name `requested` (a JSON string in `body`) replaced by the
+/// backend's name for the model, quotes included.
+fn model_splice(body: &[u8], requested: &str, upstream: &str) -> Option<Splice> {
+    let span = json::span_of_str(body, requested)?;
+    // The span is the string's content: widen it to the quotes.
+    let quoted = span.start.checked_sub(1)?..span.end.saturating_add(1);
+    Some((quoted, serde_json::to_vec(upstream).ok()?))
+}
+
+/// The splice one rewrite from validation makes. `raw` is the body's raw
+/// members, read on first need.
+fn rewrite_splice<'a>(
+    body: &'a [u8],
+    document: &json::Members,
+    rewrite: &Rewrite,
+    raw: &mut Option<JsonObject<'a>>,
+) -> Option<Splice> {
+    match rewrite {
+        Rewrite::ReplaceString { name, value } => {
+            let current = raw_member(body, raw, name)?;
+            let span = json::span_of_str(body, current.get())?;
+            Some((span, serde_json::to_vec(value).ok()?))
+        }
+        Rewrite::Replace { name, json } => {
+            let value = raw_member(body, raw, name)?;
+            let span = json::span_of_str(body, value.get())?;
+            Some((span, json.as_bytes().to_vec()))
+        }
+        Rewrite::IncludeUsage => include_usage_edit(body, document),
+        Rewrite::Insert { name, json } => {
+            let open = after_open_brace(body)?;
+            Some((open..open, format!("\"{name}\":{json},").into_bytes()))
         }
     }
-    // One copy, in body order: the edits sorted from the end (a stable sort,
-    // the same as `usage`'s), taken backwards. Insertions at the same offset
-    // thus go in the reverse of the order they were made.
-    edits.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
-    let added = edits.iter().fold(0usize, |sum, (_, replacement)| {
+}
+
+/// Member `name` of `body` as raw JSON, parsing the raw members into `raw`
+/// the first time.
+fn raw_member<'a>(
+    body: &'a [u8],
+    raw: &mut Option<JsonObject<'a>>,
+    name: &str,
+) -> Option<&'a RawValue> {
+    if raw.is_none() {
+        *raw = Some(JsonObject::parse(body).ok()?);
+    }
+    raw.as_ref()?.get(name)
+}
+
+/// Where a member inserted first in the body's object goes: just after its `{`.
+fn after_open_brace(body: &[u8]) -> Option<usize> {
+    Some(body.iter().position(|b| *b == b'{')?.saturating_add(1))
+}
+
+/// One copy of `body` with the splices in body order: sorted from the end
+/// (a stable sort, the same as `usage`'s), taken backwards. Insertions at
+/// the same offset thus go in the reverse of the order they were made.
+fn apply_splices(body: &[u8], mut splices: Vec<Splice>) -> Option<Vec<u8>> {
+    splices.sort_by_key(|(range, _)| std::cmp::Reverse(range.start));
+    let added = splices.iter().fold(0usize, |sum, (_, replacement)| {
         sum.saturating_add(replacement.len())
     });
     let mut out = Vec::with_capacity(body.len().saturating_add(added));
     let mut copied = 0;
-    for (range, replacement) in edits.iter().rev() {
-        out.extend_from_slice(body.get(copied..range.start).ok_or_else(failed)?);
+    for (range, replacement) in splices.iter().rev() {
+        out.extend_from_slice(body.get(copied..range.start)?);
         out.extend_from_slice(replacement);
         copied = range.end;
     }
-    out.extend_from_slice(body.get(copied..).ok_or_else(failed)?);
-    Ok(Some(out))
+    out.extend_from_slice(body.get(copied..)?);
+    Some(out)
+}
+
+/// A multipart body whose `model` field names the model as `requested`,
+/// with the backend's name for it instead (`None`: the same name).
+pub(super) fn rewrite_form_model(
+    body: &[u8],
+    requested: &str,
+    model: &Model,
+) -> Result<Option<Vec<u8>>, ApiError> {
+    if requested == model.upstream_name() {
+        return Ok(None);
+    }
+    let span = json::span_of_str(body, requested)
+        .ok_or_else(|| ApiError::with_status(500, "model span not found"))?;
+    json::splice(body, span, model.upstream_name().as_bytes())
+        .map(Some)
+        .ok_or_else(|| ApiError::with_status(500, "model rewrite failed"))
 }
 
 /// The splice that makes `stream_options.include_usage` true.
-fn include_usage_edit(body: &[u8], document: &json::Members) -> Option<(Range<usize>, Vec<u8>)> {
+fn include_usage_edit(body: &[u8], document: &json::Members) -> Option<Splice> {
     // Usually the client sent no `stream_options`: insert it, without
     // reading the body a second time for the raw span of a member it lacks.
     let member = json::member(document, "stream_options");
     if member.is_none() {
-        let open = body.iter().position(|b| *b == b'{')?.saturating_add(1);
+        let open = after_open_brace(body)?;
         return Some((
             open..open,
             br#""stream_options":{"include_usage":true},"#.to_vec(),

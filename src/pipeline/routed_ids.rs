@@ -1,7 +1,7 @@
 //! Ids that route themselves (see [`crate::ids`]) in the pipeline: calls by
 //! id, `previous_response_id`, and the ids the client sees in responses.
 
-use super::{AfterHeaders, HeaderEdits, IdRewrite, RequestLine, ResponsePlan};
+use super::{AfterHeaders, HeaderEdits, IdRewrite, IssueId, RequestLine, ResponsePlan};
 use crate::catalog::Model;
 use crate::config::Gateway;
 use crate::endpoints::Endpoint;
@@ -129,11 +129,27 @@ impl Gateway {
     }
 }
 
-/// The response field holding an id a later call will use, if any.
-pub(super) fn issued_id_field(
+/// The ids to rewrite in a response to this request: the one it will carry
+/// (issued for this key and the model's backend), and the previous
+/// response's (backend's id, gateway's id), given back in the gateway's form.
+pub(super) fn ids_to_rewrite(
     endpoint: Endpoint,
     document: &json::Members,
-) -> Option<&'static str> {
+    key_id: &str,
+    model: &Model,
+    previous: Option<(String, String)>,
+) -> Option<IdRewrite> {
+    let issue = issued_id_field(endpoint, document).map(|field| IssueId {
+        field,
+        key_id: key_id.to_string(),
+        backend: model.backend.clone(),
+    });
+    let known: Vec<(String, String)> = previous.into_iter().collect();
+    (issue.is_some() || !known.is_empty()).then_some(IdRewrite { issue, known })
+}
+
+/// The response field holding an id a later call will use, if any.
+fn issued_id_field(endpoint: Endpoint, document: &json::Members) -> Option<&'static str> {
     match endpoint {
         Endpoint::Responses | Endpoint::VideoGenerations => Some("id"),
         Endpoint::ChatCompletions
