@@ -10,7 +10,7 @@ use crate::ids;
 use crate::metrics;
 use crate::pipeline::{
     AfterBody, AfterHeaders, AfterResponseHeaders, BodyMode, HeaderEdits, PendingBody, Reply,
-    RequestLine,
+    RequestRecord,
 };
 use crate::sse;
 use crate::usage::{self, Usage};
@@ -147,7 +147,7 @@ impl RootContext for Root {
             status: 0,
             error_code: None,
             gateway: self.gateway.clone(),
-            line: RequestLine::default(),
+            line: RequestRecord::default(),
             pending: None,
             replied: false,
             body_mode: BodyMode::Untouched,
@@ -198,7 +198,7 @@ struct Exchange {
     status: u16,
     error_code: Option<&'static str>,
     gateway: Option<Rc<Gateway>>,
-    line: RequestLine,
+    line: RequestRecord,
     /// Set while the headers are held for the body.
     pending: Option<PendingBody>,
     /// The gateway has answered this request itself.
@@ -244,7 +244,7 @@ impl HttpContext for Exchange {
             Err(status) => return self.fail(&format!("cannot read request headers ({status:?})")),
         };
         let outcome = gateway.on_request_headers(&headers, end_of_stream);
-        self.line = outcome.line.clone();
+        self.line = outcome.request.clone();
         self.key_id = outcome.key_id.clone();
         if let Err(message) = apply(MapType::HttpRequestHeaders, &outcome.edits) {
             return self.fail(&message);

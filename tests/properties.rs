@@ -86,7 +86,7 @@ proptest! {
         let g = gateway();
         let endpoint = [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings,
                         Endpoint::Responses, Endpoint::ImageGenerations, Endpoint::Speech][which];
-        let pending = PendingBody { endpoint, kind: BodyKind::Json, key: 0, content_type: "application/json".into() };
+        let pending = PendingBody { endpoint, kind: BodyKind::Json, key_index: 0, content_type: "application/json".into() };
         match g.on_request_body(&pending, &body) {
             AfterBody::Reply(reply) => {
                 check_reply(&reply);

@@ -111,7 +111,7 @@ fn check_visible(g: &Gateway, key_id: &str, body: &serde_json::Value) {
 }
 
 fn body_stage(g: &Gateway, pending: &PendingBody, body: &[u8]) {
-    let key = g.keys.get(pending.key).expect("the pending key exists");
+    let key = g.keys.get(pending.key_index).expect("the pending key exists");
     let after = g.on_request_body(pending, body);
     if debug() {
         eprintln!("body stage: {after:?}");

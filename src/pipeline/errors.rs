@@ -1,5 +1,7 @@
-//! Refusals: the error reply every stage sends, and the wording of the
-//! errors more than one stage gives.
+//! Refusals: the error reply every stage sends, the 413 of a body too
+//! large (at the header stage or while it arrives), and the wording of the
+//! body stage's refusals: a body that does not parse, a model of the wrong
+//! category.
 
 use super::Reply;
 use crate::catalog::{Category, Model};
@@ -45,6 +47,8 @@ impl Gateway {
     }
 }
 
+/// A model the key may use whose category does not serve the endpoint (a
+/// text model on the embeddings endpoint): says which categories it takes.
 pub(super) fn wrong_category(model: &Model, endpoint: Endpoint) -> ApiError {
     let wanted: Vec<&str> = Category::for_endpoint(endpoint)
         .iter()
@@ -61,6 +65,7 @@ pub(super) fn wrong_category(model: &Model, endpoint: Endpoint) -> ApiError {
     .with_param("model")
 }
 
+/// A JSON body that does not parse, in the client's terms.
 pub(super) fn json_error(error: JsonError) -> ApiError {
     match error {
         JsonError::Empty => ApiError::bad_request(
@@ -79,6 +84,7 @@ pub(super) fn json_error(error: JsonError) -> ApiError {
     }
 }
 
+/// A form that does not parse or lacks its `model`, in the client's terms.
 pub(super) fn multipart_error(error: MultipartError) -> ApiError {
     match error {
         MultipartError::NotMultipart => ApiError::bad_request(

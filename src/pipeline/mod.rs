@@ -17,11 +17,12 @@
 //!   where to forward it; [`Gateway::on_partial_body`] refuses a body that
 //!   grows too large while it arrives.
 //! - `rewrite.rs`: the body to forward, as splices into the client's bytes
-//!   (the upstream model name, validation's rewrites, `include_usage`).
+//!   (the backend's name for the model, validation's rewrites,
+//!   `previous_response_id`, `include_usage`).
 //! - `response.rs`: [`Gateway::on_response_headers`] re-renders Envoy's own
 //!   error replies as envelopes and edits every other response's headers.
-//! - `errors.rs`: [`Gateway::error_reply`] and the wording of the errors more
-//!   than one stage gives.
+//! - `errors.rs`: [`Gateway::error_reply`], the 413 of a body too large, and
+//!   the wording of the body stage's refusals.
 //!
 //! This file holds the types the stages exchange.
 
@@ -50,7 +51,21 @@ pub struct Reply {
     pub error_code: Option<&'static str>,
 }
 
-/// Header changes to apply to the request before it goes on.
+impl Reply {
+    /// A 200 with a JSON body (the gateway's own answers, such as the
+    /// models list); error replies come from [`Gateway::error_reply`].
+    fn ok_json(body: Vec<u8>) -> Self {
+        Reply {
+            status: 200,
+            headers: vec![("content-type".to_string(), "application/json".to_string())],
+            body,
+            error_code: None,
+        }
+    }
+}
+
+/// Header changes, removals first, then sets: to the request before it goes
+/// on, or to the response before the client gets it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeaderEdits {
     pub remove: Vec<String>,
@@ -63,12 +78,13 @@ pub enum AfterHeaders {
     /// Answer locally; nothing reaches a backend.
     Reply(Reply),
     /// Let the request go on (after the edits) to the backend the edits
-    /// name: re-pick the route.
+    /// name: re-pick the route. The plan is for its response.
     Route(ResponsePlan),
     /// Hold the headers until the whole body has arrived, then decide.
     ReadBody(PendingBody),
 }
 
+/// What the header stage decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeadersOutcome {
     /// Applied whatever comes next.
@@ -76,8 +92,8 @@ pub struct HeadersOutcome {
     pub next: AfterHeaders,
     /// The id of the authenticated key, if any.
     pub key_id: Option<String>,
-    /// The request line, for the response stage.
-    pub line: RequestLine,
+    /// What the rest of the exchange needs to know about the request.
+    pub request: RequestRecord,
 }
 
 /// What the body stage needs to know from the header stage.
@@ -85,17 +101,20 @@ pub struct HeadersOutcome {
 pub struct PendingBody {
     pub endpoint: Endpoint,
     pub kind: BodyKind,
-    pub key: KeyIndex,
+    /// The authenticated key, as its place in the key store.
+    pub key_index: KeyIndex,
+    /// The request's `content-type` (a form's boundary is in it).
     pub content_type: String,
 }
 
 /// What to do once the body has arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterBody {
+    /// Answer locally; nothing reaches a backend.
     Reply(Reply),
-    /// Forward to `backend` with these header edits, and this body instead
-    /// of the client's when `Some`; then re-pick the route. Add
-    /// `response_headers` to the response.
+    /// Apply these header edits (they name the backend) and send this body
+    /// instead of the client's when `Some`; then re-pick the route.
+    /// `response` is the plan for the response.
     Forward {
         edits: HeaderEdits,
         new_body: Option<Vec<u8>>,
@@ -117,7 +136,8 @@ pub struct ResponsePlan {
     /// Drop the stream's usage-only chunk: the gateway asked for it, the
     /// client did not.
     pub hide_usage_chunk: bool,
-    /// The response may carry usage and `system_fingerprint`: read and adjust it.
+    /// Read and adjust the response body: it may carry usage,
+    /// `system_fingerprint` or ids to give in the gateway's form.
     pub adjust_body: bool,
     /// Ids in the response to give the client in the gateway's form.
     pub ids: Option<IdRewrite>,
@@ -158,23 +178,31 @@ pub enum AfterResponseHeaders {
 pub enum BodyMode {
     /// Passed on as it comes.
     Untouched,
-    /// One JSON object, read whole, adjusted (usage, `system_fingerprint`).
+    /// One JSON object, read whole, adjusted (usage, `system_fingerprint`, ids).
     Json,
-    /// Server-sent events, adjusted event by event as they arrive.
+    /// Server-sent events, adjusted event by event as they arrive (the
+    /// usage chunk, ids).
     Events,
 }
 
-/// What the response stage needs to know about the request.
+/// What the gateway keeps of a request for the rest of its exchange: the
+/// method and path (for messages and logs) and, once the request is
+/// forwarded, the plan for its response. The header stage makes it
+/// ([`HeadersOutcome::request`]); the host sets `plan` to the one that comes
+/// with [`AfterHeaders::Route`] or [`AfterBody::Forward`] and hands the
+/// record to [`Gateway::on_response_headers`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestLine {
+pub struct RequestRecord {
     pub method: String,
-    /// Path without the query string.
+    /// The path, without the query string or fragment.
     pub path: String,
-    /// Set once the request is forwarded.
+    /// The default until the request is forwarded.
     pub plan: ResponsePlan,
 }
 
-impl RequestLine {
+impl RequestRecord {
+    /// The record of a request not yet forwarded, from its `:method` and
+    /// `:path`.
     pub fn from_headers(headers: &Headers) -> Self {
         let text = |name| headers.text(name).unwrap_or_default().into_owned();
         let full_path = text(":path");
@@ -183,7 +211,7 @@ impl RequestLine {
             .next()
             .unwrap_or_default()
             .to_string();
-        RequestLine {
+        RequestRecord {
             method: text(":method"),
             path,
             plan: ResponsePlan::default(),

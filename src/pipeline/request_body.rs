@@ -32,13 +32,14 @@ impl Gateway {
         }
     }
 
+    /// The body stage's steps: the size, the key, then the body by its kind.
     fn route_body(&self, pending: &PendingBody, body: &[u8]) -> Result<AfterBody, ApiError> {
         if u64::try_from(body.len()).unwrap_or(u64::MAX) > self.limits.max_request_bytes {
             return Err(self.too_large());
         }
         let key = self
             .keys
-            .get(pending.key)
+            .get(pending.key_index)
             .ok_or_else(|| ApiError::with_status(500, "key lookup failed"))?;
         match pending.kind {
             BodyKind::Json => self.route_json(pending.endpoint, key, body),
@@ -105,7 +106,7 @@ impl Gateway {
         );
         response.ends_with_done =
             matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
-        response.adjust_body = has_usage(endpoint) || response.ids.is_some();
+        response.adjust_body = reports_usage(endpoint) || response.ids.is_some();
         Ok(AfterBody::Forward {
             edits,
             new_body,
@@ -164,6 +165,8 @@ impl Gateway {
     }
 }
 
+/// The `model` member, borrowed from the body: the rewrite to the backend's
+/// name finds it there by address, so a name with escapes is refused.
 pub(super) fn model_member<'a>(document: &json::Members<'a>) -> Result<&'a str, ApiError> {
     match json::member(document, "model") {
         None => {
@@ -193,7 +196,7 @@ fn streams_without_usage(endpoint: Endpoint, document: &json::Members) -> bool {
 }
 
 /// Endpoints whose responses report usage (and may carry `system_fingerprint`).
-fn has_usage(endpoint: Endpoint) -> bool {
+fn reports_usage(endpoint: Endpoint) -> bool {
     matches!(
         endpoint,
         Endpoint::ChatCompletions

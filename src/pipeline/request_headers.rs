@@ -2,7 +2,7 @@
 //! models listing, and what the headers say about the body.
 
 use super::{
-    AfterBody, AfterHeaders, HeaderEdits, HeadersOutcome, PendingBody, Reply, RequestLine,
+    AfterBody, AfterHeaders, HeaderEdits, HeadersOutcome, PendingBody, Reply, RequestRecord,
 };
 use crate::auth::{ApiKey, KeyIndex};
 use crate::body_headers;
@@ -13,15 +13,6 @@ use crate::error::{printable, ApiError};
 use crate::headers::Headers;
 
 impl Gateway {
-    fn json_reply(body: Vec<u8>) -> Reply {
-        Reply {
-            status: 200,
-            headers: vec![("content-type".to_string(), "application/json".to_string())],
-            body,
-            error_code: None,
-        }
-    }
-
     /// Decides on the request headers.
     pub fn on_request_headers(&self, headers: &Headers, end_of_stream: bool) -> HeadersOutcome {
         // Client-supplied copies of the gateway's own headers never go on.
@@ -29,8 +20,8 @@ impl Gateway {
             remove: self.headers.all().iter().map(|h| h.to_string()).collect(),
             set: Vec::new(),
         };
-        let line = RequestLine::from_headers(headers);
-        let next = match self.route_headers(headers, &line, end_of_stream, &mut edits) {
+        let request = RequestRecord::from_headers(headers);
+        let next = match self.route_headers(headers, &request, end_of_stream, &mut edits) {
             Ok(next) => next,
             Err(error) => AfterHeaders::Reply(self.error_reply(&error)),
         };
@@ -43,7 +34,7 @@ impl Gateway {
             edits,
             next,
             key_id,
-            line,
+            request,
         }
     }
 
@@ -52,26 +43,26 @@ impl Gateway {
     fn route_headers(
         &self,
         headers: &Headers,
-        line: &RequestLine,
+        request: &RequestRecord,
         end_of_stream: bool,
         edits: &mut HeaderEdits,
     ) -> Result<AfterHeaders, ApiError> {
-        let method = line.method.as_str();
+        let method = request.method.as_str();
         refuse_browser_preflight(method, headers)?;
         let (key_index, key) = self.authenticate(headers, edits)?;
-        let endpoint = find_endpoint(method, &line.path)?;
-        if let Some(answer) = self.models_reply(endpoint, key, &line.path) {
+        let endpoint = find_endpoint(method, &request.path)?;
+        if let Some(answer) = self.models_reply(endpoint, key, &request.path) {
             return answer.map(AfterHeaders::Reply);
         }
         let kind = endpoint.body_kind(method);
         if kind == BodyKind::None {
-            return self.route_by_id(endpoint, headers, line, &key.id, edits);
+            return self.route_by_id(endpoint, headers, request, &key.id, edits);
         }
         self.check_body_headers(headers, kind, end_of_stream)?;
         let pending = PendingBody {
             endpoint,
             kind,
-            key: key_index,
+            key_index,
             content_type: headers
                 .text("content-type")
                 .unwrap_or_default()
@@ -130,13 +121,13 @@ impl Gateway {
                     .models()
                     .filter(|(i, _)| key.may_use(*i))
                     .map(|(_, m)| m);
-                Some(Ok(Self::json_reply(catalog::list_body(visible))))
+                Some(Ok(Reply::ok_json(catalog::list_body(visible))))
             }
             Endpoint::RetrieveModel => {
                 let name = path.rsplit('/').next().unwrap_or_default();
                 Some(match self.catalog.resolve(name) {
                     Some((index, model)) if key.may_use(index) => {
-                        Ok(Self::json_reply(catalog::model_body(model)))
+                        Ok(Reply::ok_json(catalog::model_body(model)))
                     }
                     _ => Err(ApiError::model_not_found(name)),
                 })

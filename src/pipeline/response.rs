@@ -1,7 +1,7 @@
 //! The response headers: Envoy's own error replies re-rendered as
 //! envelopes, every other response's headers edited.
 
-use super::{AfterResponseHeaders, BodyMode, HeaderEdits, Reply, RequestLine};
+use super::{AfterResponseHeaders, BodyMode, HeaderEdits, Reply, RequestRecord};
 use crate::config::Gateway;
 use crate::error::{printable, ApiError};
 use crate::headers::Headers;
@@ -9,13 +9,14 @@ use crate::ratelimit;
 
 impl Gateway {
     /// Decides on the response headers: Envoy's own error replies become
-    /// envelopes; every other response loses CORS grants and Envoy's draft
-    /// rate-limit headers and gains OpenAI's `x-ratelimit-*`.
+    /// envelopes; every other response loses CORS grants, Envoy's draft
+    /// rate-limit headers and the limiters' marker, gains OpenAI's
+    /// `x-ratelimit-*`, and has its body handled as the plan says.
     pub fn on_response_headers(
         &self,
         status: u16,
         code_details: &str,
-        request: &RequestLine,
+        request: &RequestRecord,
         headers: &Headers,
     ) -> AfterResponseHeaders {
         if let Some(reply) = self.rewrite_local_reply(status, code_details, request, headers) {
@@ -54,7 +55,7 @@ impl Gateway {
         &self,
         status: u16,
         code_details: &str,
-        request: &RequestLine,
+        request: &RequestRecord,
         headers: &Headers,
     ) -> Option<Reply> {
         if status < 400 || code_details.is_empty() || code_details == "via_upstream" {
@@ -94,7 +95,7 @@ fn unrouted_backend(backend: &str) -> ApiError {
 
 /// What an Envoy local reply with this status means for the client.
 /// `code_details` is Envoy's `response.code_details`.
-fn local_reply_message(status: u16, code_details: &str, request: &RequestLine) -> String {
+fn local_reply_message(status: u16, code_details: &str, request: &RequestRecord) -> String {
     let details = printable(code_details, 200);
     match status {
         _ if code_details.contains("rate_limiter_error") => {

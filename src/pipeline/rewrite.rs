@@ -1,4 +1,5 @@
-//! The body to forward, as splices into the client's bytes.
+//! The body to forward, as splices into the client's bytes: a JSON body's
+//! model name and rewrites, a form's model field.
 
 use crate::catalog::Model;
 use crate::error::ApiError;
@@ -11,8 +12,9 @@ use std::ops::Range;
 /// empty range inserts them).
 type Splice = (Range<usize>, Vec<u8>);
 
-/// The body to forward: the client's, unless the model name or a rewrite
-/// from validation changes it. Changes are spliced into the original bytes.
+/// The JSON body to forward: the client's (`None`), unless the model name
+/// or one of `rewrites` (validation's, `previous_response_id`,
+/// `include_usage`) changes it. Changes are spliced into the original bytes.
 /// `document` is `body` parsed.
 pub(super) fn rewrite_json(
     body: &[u8],
@@ -47,8 +49,8 @@ fn model_splice(body: &[u8], requested: &str, upstream: &str) -> Option<Splice> 
     Some((quoted, serde_json::to_vec(upstream).ok()?))
 }
 
-/// The splice one rewrite from validation makes. `raw` is the body's raw
-/// members, read on first need.
+/// The splice one rewrite makes. `raw` is the body's raw members, read on
+/// first need.
 fn rewrite_splice<'a>(
     body: &'a [u8],
     document: &json::Members,
@@ -66,7 +68,7 @@ fn rewrite_splice<'a>(
             let span = json::span_of_str(body, value.get())?;
             Some((span, json.as_bytes().to_vec()))
         }
-        Rewrite::IncludeUsage => include_usage_edit(body, document),
+        Rewrite::IncludeUsage => include_usage_splice(body, document),
         Rewrite::Insert { name, json } => {
             let open = after_open_brace(body)?;
             Some((open..open, format!("\"{name}\":{json},").into_bytes()))
@@ -129,7 +131,7 @@ pub(super) fn rewrite_form_model(
 }
 
 /// The splice that makes `stream_options.include_usage` true.
-fn include_usage_edit(body: &[u8], document: &json::Members) -> Option<Splice> {
+fn include_usage_splice(body: &[u8], document: &json::Members) -> Option<Splice> {
     // Usually the client sent no `stream_options`: insert it, without
     // reading the body a second time for the raw span of a member it lacks.
     let member = json::member(document, "stream_options");

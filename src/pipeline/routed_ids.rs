@@ -1,7 +1,7 @@
 //! Ids that route themselves (see [`crate::ids`]) in the pipeline: calls by
 //! id, `previous_response_id`, and the ids the client sees in responses.
 
-use super::{AfterHeaders, HeaderEdits, IdRewrite, IssueId, RequestLine, ResponsePlan};
+use super::{AfterHeaders, HeaderEdits, IdRewrite, IssueId, RequestRecord, ResponsePlan};
 use crate::catalog::Model;
 use crate::config::Gateway;
 use crate::endpoints::Endpoint;
@@ -18,11 +18,11 @@ impl Gateway {
         &self,
         endpoint: Endpoint,
         headers: &Headers,
-        line: &RequestLine,
+        request: &RequestRecord,
         key_id: &str,
         edits: &mut HeaderEdits,
     ) -> Result<AfterHeaders, ApiError> {
-        let (dir, id) = line.path.rsplit_once('/').unwrap_or_default();
+        let (dir, id) = request.path.rsplit_once('/').unwrap_or_default();
         let what = match endpoint {
             Endpoint::ResponseById => "response",
             Endpoint::DeferredCompletion => "deferred completion",
@@ -65,7 +65,9 @@ impl Gateway {
     }
 
     /// Ids in a response body (a JSON object or one stream event's data),
-    /// as the client should see them. Updates `plan` once an id is issued.
+    /// as the client should see them; `None` when nothing changes. The
+    /// first body that carries the id to issue issues it: `ids` then holds
+    /// it among the known pairs, for the rest of the response.
     pub fn rewrite_ids(&self, ids: &mut IdRewrite, json: &[u8]) -> Option<Vec<u8>> {
         if let (Some(issue), Some(codec)) = (&ids.issue, &self.ids) {
             let original = json::parse_document(json).ok().and_then(|document| {

@@ -577,7 +577,7 @@ fn transcriptions_read_the_model_from_the_form() {
 #[test]
 fn local_replies_become_envelopes() {
     let g = gateway();
-    let line = RequestLine {
+    let request = RequestRecord {
         method: "POST".into(),
         path: "/v1/chat/completions".into(),
         plan: ResponsePlan::default(),
@@ -606,7 +606,7 @@ fn local_replies_become_envelopes() {
     ];
     for (status, details, needle) in cases {
         let reply = g
-            .rewrite_local_reply(status, details, &line, &upstream_headers)
+            .rewrite_local_reply(status, details, &request, &upstream_headers)
             .unwrap();
         assert_eq!(reply.status, status);
         let v = envelope(&reply);
@@ -617,13 +617,13 @@ fn local_replies_become_envelopes() {
         assert!(reply.headers.contains(&("retry-after".into(), "3".into())));
     }
     assert!(g
-        .rewrite_local_reply(404, "via_upstream", &line, &Headers::default())
+        .rewrite_local_reply(404, "via_upstream", &request, &Headers::default())
         .is_none());
     assert!(g
-        .rewrite_local_reply(200, "route_not_found", &line, &Headers::default())
+        .rewrite_local_reply(200, "route_not_found", &request, &Headers::default())
         .is_none());
     assert!(g
-        .rewrite_local_reply(503, "", &line, &Headers::default())
+        .rewrite_local_reply(503, "", &request, &Headers::default())
         .is_none());
 }
 
@@ -642,9 +642,9 @@ fn responses_lose_cors_grants_and_draft_headers_and_gain_openai_names() {
         ("x-ratelimit-remaining".to_string(), b"2".to_vec()),
         ("x-ratelimit-reset".to_string(), b"0".to_vec()),
     ]);
-    let line = RequestLine::default();
+    let request = RequestRecord::default();
     let AfterResponseHeaders::Edit { edits, body } =
-        g.on_response_headers(200, "via_upstream", &line, &h)
+        g.on_response_headers(200, "via_upstream", &request, &h)
     else {
         panic!("a backend response is not replaced")
     };
@@ -681,7 +681,7 @@ fn limiter_429_becomes_a_rate_limit_envelope() {
         ("x-gateway-ratelimited-by".to_string(), b"requests".to_vec()),
     ]);
     let AfterResponseHeaders::Reply(reply) =
-        g.on_response_headers(429, "local_rate_limited", &RequestLine::default(), &h)
+        g.on_response_headers(429, "local_rate_limited", &RequestRecord::default(), &h)
     else {
         panic!("a limiter's 429 is replaced")
     };
@@ -726,8 +726,8 @@ fn every_forwarded_request_carries_its_token_cost() {
 #[test]
 fn adjusted_responses_choose_their_body_mode() {
     let g = gateway();
-    let mut line = RequestLine::default();
-    line.plan.adjust_body = true;
+    let mut request = RequestRecord::default();
+    request.plan.adjust_body = true;
     let with_type = |ct: &str| {
         Headers::from(vec![
             ("content-type".to_string(), ct.as_bytes().to_vec()),
@@ -737,7 +737,7 @@ fn adjusted_responses_choose_their_body_mode() {
     let mode = |status, ct: &str| match g.on_response_headers(
         status,
         "via_upstream",
-        &line,
+        &request,
         &with_type(ct),
     ) {
         AfterResponseHeaders::Edit { edits, body } => {
