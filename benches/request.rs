@@ -39,6 +39,7 @@ mod native {
     use super::common::{config, Criterion};
     use criterion::{criterion_group, BenchmarkId, Throughput};
     use openai_gateway::endpoints::Endpoint;
+    use openai_gateway::headers::Headers;
     use openai_gateway::pipeline::{AfterBody, AfterHeaders, PendingBody};
     use openai_gateway::{json, tokens, validate, Gateway};
     use serde_json::{json, Value};
@@ -70,7 +71,7 @@ mod native {
         Gateway::try_from(config.to_string().as_bytes()).unwrap()
     }
 
-    fn headers(path: &str) -> Vec<(String, Vec<u8>)> {
+    fn headers(path: &str) -> Headers {
         [
             (":method", "POST"),
             (":path", path),
@@ -173,7 +174,7 @@ mod native {
     }
 
     /// The whole decision the filter takes for one request.
-    fn decide(g: &Gateway, headers: &[(String, Vec<u8>)], body: &[u8]) -> AfterBody {
+    fn decide(g: &Gateway, headers: &Headers, body: &[u8]) -> AfterBody {
         let outcome = g.on_request_headers(headers, false);
         match &outcome.next {
             AfterHeaders::ReadBody(p) => g.on_request_body(p, body),

@@ -3,21 +3,20 @@
 
 use crate::endpoints::BodyKind;
 use crate::error::{printable, ApiError};
+use crate::headers::Headers;
 use crate::multipart;
-use crate::pipeline::{header_values, Headers};
 
 /// The `content-length`, when the request announces one.
 pub fn declared_length(headers: &Headers) -> Option<u64> {
-    header_values(headers, "content-length")
-        .next()
-        .and_then(|v| std::str::from_utf8(v).ok())
+    headers
+        .first_str("content-length")
         .and_then(|v| v.trim().parse::<u64>().ok())
 }
 
 /// A request body must reach the gateway as it is: the gateway reads it to
 /// route the request and does not decompress.
 pub fn check_encoding(headers: &Headers) -> Result<(), ApiError> {
-    for value in header_values(headers, "content-encoding") {
+    for value in headers.values("content-encoding") {
         let value = String::from_utf8_lossy(value);
         let compressed = value
             .split(',')

@@ -492,4 +492,4 @@ fn hex_value(c: u8) -> Option<u8> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

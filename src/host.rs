@@ -9,6 +9,7 @@
 //! filter's main cost: each one that moves data re-enters the VM) are exactly
 //! the calls made through this trait.
 
+use crate::headers::Headers;
 use std::fmt;
 
 /// A header map of the exchange.
@@ -103,7 +104,7 @@ impl std::error::Error for HostError {}
 /// refusal is the host's [`Status`].
 pub trait Host {
     /// All headers of a map, names lower-case, values raw.
-    fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, Status>;
+    fn headers(&self, map: HeaderMap) -> Result<Headers, Status>;
     /// One header's value.
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, Status>;
     /// Sets (replaces) a header, or removes it with `None`.

@@ -20,6 +20,7 @@ pub mod config;
 pub mod endpoints;
 pub mod error;
 pub mod exchange;
+pub mod headers;
 pub mod host;
 pub mod ids;
 pub mod json;

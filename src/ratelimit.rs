@@ -11,7 +11,7 @@
 //! 429 carries the marker header `x-gateway-ratelimited-by: requests|tokens`.
 
 use crate::error::{ApiError, ErrorType};
-use crate::pipeline::Headers;
+use crate::headers::Headers;
 
 /// Set by each limiter (`response_headers_to_add`) on the 429s it sends.
 pub const MARKER_HEADER: &str = "x-gateway-ratelimited-by";
@@ -53,13 +53,7 @@ pub struct Limits {
 
 /// Reads the draft headers of every limiter that answered.
 pub fn read(headers: &Headers) -> Limits {
-    let values = |name: &str| -> Vec<&[u8]> {
-        headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_slice())
-            .collect()
-    };
+    let values = |name: &'static str| -> Vec<&[u8]> { headers.values(name).collect() };
     let [limits, remainings, resets] = DRAFT.map(values);
     let trios: Vec<(Option<Kind>, Limit)> = limits
         .iter()
@@ -196,11 +190,7 @@ pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
 /// Which limiter refused: the one the marker header names; without a
 /// marker, tokens when the request costs more than the tokens that remain.
 fn refused_by(headers: &Headers, limits: &Limits, token_cost: u64) -> Kind {
-    let marker = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(MARKER_HEADER))
-        .map(|(_, v)| v.as_slice());
-    match marker {
+    match headers.first(MARKER_HEADER) {
         Some(b"tokens") => Kind::Tokens,
         Some(_) => Kind::Requests,
         None => match limits.tokens {
@@ -214,9 +204,8 @@ fn refused_by(headers: &Headers, limits: &Limits, token_cost: u64) -> Kind {
 /// shorter than the limiter's own reset, and at least a second.
 fn wait_seconds(headers: &Headers, limit: Option<Limit>) -> u64 {
     let retry_after_header = headers
-        .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| leading_number(v))
+        .first("retry-after")
+        .and_then(leading_number)
         .unwrap_or(0);
     retry_after_header
         .max(limit.map_or(0, |l| l.reset_seconds))

@@ -64,7 +64,7 @@ pub fn test_model(id: &str, category: Category, backend: &str) -> Model {
 }
 
 /// A header list as the host hands it over, from (name, value) pairs.
-pub fn header_list(pairs: &[(&str, &str)]) -> Vec<(String, Vec<u8>)> {
+pub fn header_list(pairs: &[(&str, &str)]) -> crate::headers::Headers {
     pairs
         .iter()
         .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))

@@ -12,6 +12,7 @@
 )]
 
 use openai_gateway::endpoints::{BodyKind, Endpoint};
+use openai_gateway::headers::Headers;
 use openai_gateway::pipeline::{AfterBody, AfterHeaders, PendingBody, Reply};
 use openai_gateway::{charger, ids, json, multipart, sse, usage, Gateway};
 use proptest::prelude::*;
@@ -85,7 +86,7 @@ proptest! {
         let g = gateway();
         let endpoint = [Endpoint::ChatCompletions, Endpoint::Completions, Endpoint::Embeddings,
                         Endpoint::Responses, Endpoint::ImageGenerations, Endpoint::Speech][which];
-        let pending = PendingBody { endpoint, kind: BodyKind::Json, key: 0, content_type: "application/json".into() };
+        let pending = PendingBody { endpoint, kind: BodyKind::Json, key_index: 0, content_type: "application/json".into() };
         match g.on_request_body(&pending, &body) {
             AfterBody::Reply(reply) => {
                 check_reply(&reply);
@@ -110,7 +111,7 @@ proptest! {
         let mut headers = vec![(":method".to_string(), method.into_bytes()), (":path".to_string(), path.into_bytes())];
         if let Some(a) = auth { headers.push(("authorization".to_string(), a)); }
         headers.extend(extra);
-        let outcome = gateway().on_request_headers(&headers, end);
+        let outcome = gateway().on_request_headers(&Headers::from(headers), end);
         if let AfterHeaders::Reply(reply) = &outcome.next { check_reply(reply); }
         // Gateway-internal headers from the client never survive.
         for name in ["x-gateway-key-id", "x-gateway-backend", "x-gateway-model", "x-gateway-token-cost"] {

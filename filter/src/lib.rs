@@ -10,6 +10,7 @@
 use log::error;
 use openai_gateway::charger::Charger;
 use openai_gateway::exchange::{Counters, Exchange, Flow};
+use openai_gateway::headers::Headers;
 use openai_gateway::host::{Body, HeaderMap, Host, Status};
 use openai_gateway::plugin::{self, Plugin};
 use openai_gateway::Gateway;
@@ -59,8 +60,10 @@ fn buffer_type(body: Body) -> BufferType {
 }
 
 impl Host for Envoy {
-    fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, Status> {
-        hostcalls::get_map_bytes(map_type(map)).map_err(status)
+    fn headers(&self, map: HeaderMap) -> Result<Headers, Status> {
+        hostcalls::get_map_bytes(map_type(map))
+            .map(Headers::from)
+            .map_err(status)
     }
 
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, Status> {

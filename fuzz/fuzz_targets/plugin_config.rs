@@ -11,6 +11,7 @@
 
 use gateway_fuzz::check_reply;
 use libfuzzer_sys::fuzz_target;
+use openai_gateway::headers::Headers;
 use openai_gateway::pipeline::AfterHeaders;
 use openai_gateway::{charger, Gateway};
 
@@ -39,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         (":method".to_string(), b"GET".to_vec()),
         (":path".to_string(), b"/v1/models".to_vec()),
     ];
-    let outcome = g.on_request_headers(&headers, true);
+    let outcome = g.on_request_headers(&Headers::from(headers), true);
     match &outcome.next {
         AfterHeaders::Reply(reply) => {
             check_reply(reply, g.doc_url.as_deref());

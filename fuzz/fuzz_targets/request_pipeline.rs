@@ -18,12 +18,15 @@
 use gateway_fuzz::{check_reply, debug, gateway, KEYS};
 use libfuzzer_sys::fuzz_target;
 use openai_gateway::endpoints::BodyKind;
+use openai_gateway::headers::Headers;
 use openai_gateway::pipeline::{AfterBody, AfterHeaders, HeaderEdits, PendingBody};
 use openai_gateway::{json, multipart, Gateway};
 
-type Headers = Vec<(String, Vec<u8>)>;
+/// The parsed header lines, checked by the target's own lookups (not the
+/// gateway's) so the oracle stays independent of the code under test.
+type RawHeaders = Vec<(String, Vec<u8>)>;
 
-fn parse(data: &[u8]) -> (Headers, Option<&[u8]>) {
+fn parse(data: &[u8]) -> (RawHeaders, Option<&[u8]>) {
     let (head, body) = match data.windows(2).position(|w| w == b"\n\n") {
         Some(at) => (&data[..at], Some(&data[at + 2..])),
         None => (data, None),
@@ -34,7 +37,7 @@ fn parse(data: &[u8]) -> (Headers, Option<&[u8]>) {
         Some(at) => (&line[..at], &line[at + 1..]),
         None => (line, &b""[..]),
     };
-    let mut headers: Headers = vec![
+    let mut headers: RawHeaders = vec![
         (":method".into(), method.to_vec()),
         (":path".into(), path.to_vec()),
         (":authority".into(), b"gateway".to_vec()),
@@ -50,7 +53,7 @@ fn parse(data: &[u8]) -> (Headers, Option<&[u8]>) {
     (headers, body)
 }
 
-fn values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+fn values<'a>(headers: &'a RawHeaders, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
     headers
         .iter()
         .filter(move |(n, _)| n == name)
@@ -59,7 +62,7 @@ fn values<'a>(headers: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a [
 
 /// The key id a request authenticates as, by the gateway's rule: exactly one
 /// `Authorization: Bearer <key>` header naming a configured key.
-fn expected_key(headers: &Headers) -> Option<&'static str> {
+fn expected_key(headers: &RawHeaders) -> Option<&'static str> {
     let all: Vec<&[u8]> = values(headers, "authorization").collect();
     let [value] = all.as_slice() else { return None };
     let value = value.trim_ascii();
@@ -108,7 +111,7 @@ fn check_visible(g: &Gateway, key_id: &str, body: &serde_json::Value) {
 }
 
 fn body_stage(g: &Gateway, pending: &PendingBody, body: &[u8]) {
-    let key = g.keys.get(pending.key).expect("the pending key exists");
+    let key = g.keys.get(pending.key_index).expect("the pending key exists");
     let after = g.on_request_body(pending, body);
     if debug() {
         eprintln!("body stage: {after:?}");
@@ -175,7 +178,7 @@ fn body_stage(g: &Gateway, pending: &PendingBody, body: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     let g = gateway();
     let (headers, body) = parse(data);
-    let outcome = g.on_request_headers(&headers, body.is_none());
+    let outcome = g.on_request_headers(&Headers::from(headers.clone()), body.is_none());
     if debug() {
         eprintln!("header stage: {outcome:?}");
     }

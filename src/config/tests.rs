@@ -1,10 +1,7 @@
 use super::*;
 use serde_json::json;
 
-// Pipeline tests still import the fixtures from here; once they use
-// `crate::test_support` directly, this re-export can go.
-use crate::test_support::compile;
-pub use crate::test_support::{gateway, sample};
+use crate::test_support::{compile, gateway, sample};
 
 #[test]
 fn sample_compiles() {

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::host::{Body, Call, HeaderMap, Host, HostError};
 use crate::metrics;
 use crate::pipeline::{
-    AfterBody, AfterHeaders, AfterResponseHeaders, HeaderEdits, PendingBody, Reply, RequestLine,
+    AfterBody, AfterHeaders, AfterResponseHeaders, HeaderEdits, PendingBody, Reply, RequestRecord,
 };
 use crate::usage::Usage;
 use log::{debug, error, warn};
@@ -45,7 +45,8 @@ pub struct Exchange {
     /// The status the client received, and the error code of the gateway's own errors.
     status: u16,
     error_code: Option<&'static str>,
-    line: RequestLine,
+    /// The request as the response stage needs it.
+    request: RequestRecord,
     /// Set while the headers are held for the body.
     pending: Option<PendingBody>,
     /// The gateway has answered this request itself.
@@ -74,7 +75,7 @@ impl Exchange {
             key_id: None,
             status: 0,
             error_code: None,
-            line: RequestLine::default(),
+            request: RequestRecord::default(),
             pending: None,
             replied: false,
             response: ResponseBody::default(),
@@ -93,7 +94,7 @@ impl Exchange {
             }
         };
         let outcome = gateway.on_request_headers(&headers, end_of_stream);
-        self.line = outcome.line;
+        self.request = outcome.request;
         self.key_id = outcome.key_id;
         if let Err(error) = apply(host, HeaderMap::Request, &outcome.edits) {
             return self.fail(host, &error.to_string());
@@ -101,7 +102,7 @@ impl Exchange {
         match outcome.next {
             AfterHeaders::Reply(reply) => self.send(host, &reply),
             AfterHeaders::Route(plan) => {
-                self.line.plan = plan;
+                self.request.plan = plan;
                 self.clear_route_cache(host)
             }
             AfterHeaders::ReadBody(pending) => {
@@ -161,14 +162,10 @@ impl Exchange {
                 return Flow::Continue;
             }
         };
-        let status = headers
-            .iter()
-            .find(|(name, _)| name == ":status")
-            .and_then(|(_, v)| std::str::from_utf8(v).ok()?.parse::<u16>().ok())
-            .unwrap_or(0);
+        let status = headers.status().unwrap_or(0);
         let details = self.code_details(host, status);
         self.status = status;
-        match gateway.on_response_headers(status, &details, &self.line, &headers) {
+        match gateway.on_response_headers(status, &details, &self.request, &headers) {
             AfterResponseHeaders::Reply(reply) => {
                 debug!(
                     "[{}] rewriting Envoy's local reply {status} ({details})",
@@ -177,7 +174,7 @@ impl Exchange {
                 self.send(host, &reply)
             }
             AfterResponseHeaders::Edit { mut edits, body } => {
-                edits.set.extend(self.line.plan.headers.iter().cloned());
+                edits.set.extend(self.request.plan.headers.iter().cloned());
                 self.response = ResponseBody::new(body);
                 if let Err(error) = apply(host, HeaderMap::Response, &edits) {
                     warn!("[{}] {error}", self.id);
@@ -237,7 +234,7 @@ impl Exchange {
             &body,
             end_of_stream,
             self.gateway.as_deref(),
-            &mut self.line.plan,
+            &mut self.request.plan,
         );
         for usage in adjusted.usage {
             self.record_usage(host, usage);
@@ -266,7 +263,7 @@ impl Exchange {
         }
         let outcome = metrics::Outcome {
             key_id: self.key_id.as_deref(),
-            model: self.line.plan.model.as_deref(),
+            model: self.request.plan.model.as_deref(),
             status: self.status,
             error_code: self.error_code,
             usage: self.usage,
@@ -308,7 +305,7 @@ impl Exchange {
                 new_body,
                 response,
             } => {
-                self.line.plan = response;
+                self.request.plan = response;
                 if let Err(error) = apply(host, HeaderMap::Request, &edits) {
                     return self.fail(host, &error.to_string());
                 }
@@ -341,7 +338,7 @@ impl Exchange {
             .collect();
         debug!(
             "[{}] {} {} -> {} (answered by the gateway)",
-            self.id, self.line.method, self.line.path, reply.status
+            self.id, self.request.method, self.request.path, reply.status
         );
         if let Err(status) = host.send_reply(reply.status, &headers, &reply.body) {
             error!("[{}] {}", self.id, HostError::new(Call::SendReply, status));

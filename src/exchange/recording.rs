@@ -2,6 +2,7 @@
 //! exchange sets, and records every call, so a test can assert both the
 //! outcome of a whole exchange and the exact host calls it made.
 
+use crate::headers::Headers;
 use crate::host::{Body, HeaderMap, Host, Status};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -96,9 +97,9 @@ impl RecordingHost {
 }
 
 impl Host for RecordingHost {
-    fn headers(&self, map: HeaderMap) -> Result<Vec<(String, Vec<u8>)>, Status> {
+    fn headers(&self, map: HeaderMap) -> Result<Headers, Status> {
         self.call("headers")?;
-        Ok(self.map(map).borrow().clone())
+        Ok(Headers::from(self.map(map).borrow().clone()))
     }
 
     fn header(&self, map: HeaderMap, name: &str) -> Result<Option<Vec<u8>>, Status> {

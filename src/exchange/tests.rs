@@ -3,8 +3,8 @@
 
 use super::recording::RecordingHost;
 use super::*;
-use crate::test_support::gateway;
 use crate::host::Status;
+use crate::test_support::gateway;
 use serde_json::Value;
 use std::collections::BTreeMap;
 

@@ -28,7 +28,7 @@ test_wrong_key_is_401_invalid_api_key_without_echoing_it); obs-text header
 bytes (test_gateway.test_non_utf8_header_values_do_not_break_the_filter); a
 content-length over the limit sent in full (test_gateway.test_body_over_the_limit_is_a_413_envelope);
 a chunked body in 7 KB chunks (test_gateway.test_chunked_request_with_alias_rewrite_reaches_the_backend_whole).
-The decisions themselves are unit-tested in src/pipeline/tests.rs, src/json.rs
+The decisions themselves are unit-tested in src/pipeline/tests/, src/json.rs
 and src/auth.rs."""
 
 from __future__ import annotations
