@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""make bench: the gateway filter against plain Envoy (the ceiling) and a no-op
-Wasm filter (the floor of the approach): same Envoy binary, same routes, same
-upstream, `--concurrency 1`, in one run.
+"""make bench: the gateway filter against plain Envoy (the ceiling) and two
+floors: a no-op Wasm filter (what hosting any Wasm filter costs) and the bare
+routing filter (bench/routing-filter: the least a model router must do, read
+`model` from the body and set the route header). Same Envoy binary, same
+routes, same upstream, `--concurrency 1`, in one run.
 
 Method (stable on small, noisy machines): every Envoy is pinned to the same
 core (CPU 0); each comparison loads plain Envoy and the other Envoy AT THE SAME
@@ -13,7 +15,7 @@ is what we report; absolute figures stand beside it.
 Every measurement counts each side's responses by status (a wrk Lua script)
 and its socket errors. A side that answers anything but what the scenario
 expects (2xx where the request is forwarded; the gateway's intended 4xx in the
-rejection scenarios, which plain Envoy and the no-op filter forward), or has a
+rejection scenarios, which plain Envoy and both floors forward), or has a
 socket error, ends the run with a non-zero exit and says which: such a figure
 is not throughput. The counts are in the results.
 
@@ -63,6 +65,10 @@ from harness import (WASM, connection_manager, demo_bootstrap, envoy_binary, fre
 import yaml  # noqa: E402
 
 NOOP_WASM = ROOT / "target/wasm32-wasip1/release/noop_filter.wasm"
+# The routing filter after wasm-opt, like the gateway (make bench-floors).
+ROUTING_WASM = ROOT / "target/wasm32-wasip1/release/routing_floor.wasm"
+# The floors' Envoys load these instead of the gateway's .wasm.
+FLOOR_WASM = {"noop": NOOP_WASM, "routing": ROUTING_WASM}
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SOAK_REQUESTS = int(os.environ.get("BENCH_SOAK_REQUESTS", "1000000"))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -82,8 +88,8 @@ EMBEDDINGS = json.dumps({"model": "bge-m3", "input": ["a sentence to embed"] * 8
 
 class Scenario(NamedTuple):
     """One wrk load, measured co-scheduled. `rejected_with`: the status the
-    gateway answers instead of forwarding (plain Envoy and the no-op filter
-    forward every request); None when the gateway forwards too."""
+    gateway answers instead of forwarding (plain Envoy and both floors forward
+    every request); None when the gateway forwards too."""
     id: str
     title: str
     path: str
@@ -106,6 +112,8 @@ SCENARIOS = [
 ]
 STREAM_ID = "stream"
 SOAK_ID = "soak"
+# The Envoys each scenario co-schedules against plain Envoy, in this order.
+OTHERS = ("noop", "routing", "gateway")
 # The Envoys that run the gateway filter (the others forward every request).
 GATEWAY_SIDES = ("gateway", "a", "b")
 
@@ -119,13 +127,17 @@ def variants() -> dict[str, dict]:
     plain = copy.deepcopy(demo)
     connection_manager(plain)["http_filters"] = [router]
     out["plain"] = plain
-    noop = copy.deepcopy(demo)
-    wasm = copy.deepcopy(gateway_filter)
-    wasm["typed_config"]["config"].update(name="noop", root_id="noop")
-    wasm["typed_config"]["config"]["vm_config"]["vm_id"] = "noop"
-    del wasm["typed_config"]["config"]["configuration"]
-    connection_manager(noop)["http_filters"] = [wasm, router]
-    out["noop"] = noop
+    # The floors: the gateway's filter entry (so also
+    # allow_on_headers_stop_iteration, which the routing filter needs to hold
+    # the headers) with their own .wasm and no configuration, and the router.
+    for floor in FLOOR_WASM:
+        bootstrap = copy.deepcopy(demo)
+        wasm = copy.deepcopy(gateway_filter)
+        wasm["typed_config"]["config"].update(name=floor, root_id=floor)
+        wasm["typed_config"]["config"]["vm_config"]["vm_id"] = floor
+        del wasm["typed_config"]["config"]["configuration"]
+        connection_manager(bootstrap)["http_filters"] = [wasm, router]
+        out[floor] = bootstrap
     gateway = copy.deepcopy(demo)
     for f in connection_manager(gateway)["http_filters"]:
         if f["name"] == "envoy.filters.http.local_ratelimit":
@@ -297,7 +309,7 @@ def run_scenario(envoys: dict, scenario: Scenario, tmp: Path) -> dict:
     scripts = {name: wrk_script(tmp, name, scenario.body, scenario.key) for name in envoys}
     row = {"id": scenario.id, "scenario": title, "body_bytes": len(scenario.body.encode()),
            "connections": scenario.connections, "gateway_status": scenario.rejected_with or "2xx", "pairs": {}}
-    for other in ("noop", "gateway"):
+    for other in OTHERS:
         measured = measure_pair({"plain": envoys["plain"], other: envoys[other]}, scenario, scripts)
         p, o = measured["plain"], measured[other]
         row["pairs"][other] = {
@@ -308,8 +320,9 @@ def run_scenario(envoys: dict, scenario: Scenario, tmp: Path) -> dict:
         }
     g = row["pairs"]["gateway"]
     print(f"{title}: gateway/plain {g['ratio_rps']} (cpu {g['ratio_cpu_per_request']}, +{g['added_cpu_us_per_request']} µs), "
-          f"no-op/plain {row['pairs']['noop']['ratio_rps']}; responses gateway {responses_text(g['gateway'])}, "
-          f"plain {responses_text(g['plain'])}", flush=True)
+          f"routing floor/plain {row['pairs']['routing']['ratio_rps']}, no-op/plain {row['pairs']['noop']['ratio_rps']}; "
+          f"responses gateway {responses_text(g['gateway'])}, routing floor "
+          f"{responses_text(row['pairs']['routing']['routing'])}, plain {responses_text(g['plain'])}", flush=True)
     return row
 
 
@@ -424,17 +437,21 @@ def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
 
 
 def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | None, peers: dict | None) -> str:
-    lines = ["| scenario | plain req/s | gateway req/s | **gateway/plain** | no-op/plain | gateway p50 / p99 (µs) | plain p50 / p99 (µs) "
-             "| Envoy CPU µs/req plain / gateway | added by gateway / by no-op (µs) | responses plain / no-op / gateway |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | plain req/s | gateway req/s | **gateway/plain** | routing floor/plain | no-op/plain "
+             "| gateway p50 / p99 (µs) | plain p50 / p99 (µs) | Envoy CPU µs/req plain / gateway "
+             "| added by gateway / routing floor / no-op (µs) | responses plain / no-op / routing floor / gateway |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        g, n = r["pairs"]["gateway"], r["pairs"]["noop"]
+        g, rt, n = r["pairs"]["gateway"], r["pairs"]["routing"], r["pairs"]["noop"]
         gp, gg = g["plain"], g["gateway"]
-        lines.append(f"| {r['scenario']} | {gp['rps']:.0f} | {gg['rps']:.0f} | **{g['ratio_rps']:.2f}** | {n['ratio_rps']:.2f} "
+        lines.append(f"| {r['scenario']} | {gp['rps']:.0f} | {gg['rps']:.0f} | **{g['ratio_rps']:.2f}** "
+                     f"| {rt['ratio_rps']:.2f} | {n['ratio_rps']:.2f} "
                      f"| {gg['p50_us']} / {gg['p99_us']} | {gp['p50_us']} / {gp['p99_us']} "
                      f"| {gp['envoy_cpu_us_per_request']} / {gg['envoy_cpu_us_per_request']} "
-                     f"| {g['added_cpu_us_per_request']} / {n['added_cpu_us_per_request']} "
-                     f"| {responses_text(gp)} / {responses_text(n['noop'])} / {responses_text(gg)} |")
+                     f"| {g['added_cpu_us_per_request']} / {rt['added_cpu_us_per_request']} / "
+                     f"{n['added_cpu_us_per_request']} "
+                     f"| {responses_text(gp)} / {responses_text(n['noop'])} / {responses_text(rt['routing'])} "
+                     f"/ {responses_text(gg)} |")
     text = "\n".join(lines) + "\n"
     if stream:
         p, g = stream["plain"], stream["gateway"]
@@ -448,7 +465,8 @@ def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | N
         text += (f"\nSoak: {soaked['requests']} requests through the gateway ({soaked['non_2xx']} non-2xx); Envoy RSS "
                  f"{soaked['rss_before_mb']} MB before, {soaked['samples'][1]['rss_mb']} MB after the first 20 s, "
                  f"{soaked['rss_after_mb']} MB at the end.\n")
-    text += (f"\n.wasm: {meta['wasm_bytes']} bytes (no-op: {meta['noop_wasm_bytes']}). {meta['seconds']} s per measurement, "
+    text += (f"\n.wasm: {meta['wasm_bytes']} bytes (no-op: {meta['noop_wasm_bytes']}, routing floor: "
+             f"{meta['routing_wasm_bytes']}). {meta['seconds']} s per measurement, "
              f"co-scheduled pairs on CPU {ENVOY_CPU} (wrk on CPU {LOAD_CPU}), Envoy --concurrency 1, {meta['cpus']} CPUs, "
              f"{meta['date']}. Responses by status (plain's from the gateway pair); no socket errors (checked).\n")
     return text
@@ -537,7 +555,7 @@ def main() -> int:
             parser.error("--ab takes A and at most one B")
         return main_ab(args.ab[0].resolve(), args.ab[1].resolve() if len(args.ab) == 2 else WASM)
     peers_mode = args.peers
-    for needed in (WASM, NOOP_WASM):
+    for needed in (WASM, *FLOOR_WASM.values()):
         if not needed.is_file():
             raise SystemExit(f"missing {needed}: run `make bench` (it builds everything)")
     # make bench-peers: scenario 1 and the peer only, written beside the main results.
@@ -552,7 +570,7 @@ def main() -> int:
             tmp = Path(tmpdir)
             envoys = {}
             for name, bootstrap in variants().items():
-                proc, port = start_envoy(bootstrap, backend.port, tmp, name, NOOP_WASM if name == "noop" else None)
+                proc, port = start_envoy(bootstrap, backend.port, tmp, name, FLOOR_WASM.get(name))
                 procs.append(proc)
                 envoys[name] = (proc, port)
             rss_idle = {name: round(rss_mb(proc.pid), 1) for name, (proc, _) in envoys.items()}
@@ -570,7 +588,8 @@ def main() -> int:
             stop(proc)
         stop(backend.proc)
     meta = {"date": time.strftime("%Y-%m-%d"), "seconds": SECONDS, "envoy_concurrency": 1,
-            "wasm_bytes": WASM.stat().st_size, "noop_wasm_bytes": NOOP_WASM.stat().st_size, "cpus": os.cpu_count(),
+            "wasm_bytes": WASM.stat().st_size, "noop_wasm_bytes": NOOP_WASM.stat().st_size,
+            "routing_wasm_bytes": ROUTING_WASM.stat().st_size, "cpus": os.cpu_count(),
             "envoy_cpu": ENVOY_CPU, "load_cpu": LOAD_CPU, "rss_idle_mb": rss_idle,
             "filter_only": bool(os.environ.get("BENCH_FILTER_ONLY"))}
     result = {"meta": meta, "scenarios": rows, "stream": stream, "soak": soaked, "peers": peers}
