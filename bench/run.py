@@ -406,7 +406,10 @@ def soak(envoys: dict, tmp: Path, target: int) -> dict:
 def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
     """Scenario 1 through plain Envoy, the gateway and LiteLLM proxy, one after
     the other (LiteLLM cannot be co-scheduled with an Envoy meaningfully: it
-    serves a hundredth of the load), same wrk command, 30 s request timeout."""
+    serves a hundredth of the load), same wrk command and script, 30 s request
+    timeout. Each side gets requests it serves (the script's routing header
+    for plain Envoy, the demo key for the gateway, the master key for
+    LiteLLM), and every response must be a 2xx."""
     sys.path.insert(0, str(ROOT / "bench"))
     import peers as peer_bench  # noqa: PLC0415
 
@@ -414,22 +417,24 @@ def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
     rows = {}
     for name in ("plain", "gateway"):
         proc, port = envoys[name]
-        peer_bench.wrk(port, body, 2, tmp)  # warm up
+        check_responses(f"peers, {name} warm-up", peer_bench.wrk(port, body, "sk-demo", 2, tmp), None)
         before = cpu_seconds(proc.pid)
-        measured = peer_bench.wrk(port, body, SECONDS, tmp)
-        peer_bench.check_all_2xx(name, measured)
+        measured = peer_bench.wrk(port, body, "sk-demo", SECONDS, tmp)
+        check_responses(f"peers, {name}", measured, None)
         measured["proxy_cpu_us_per_request"] = round((cpu_seconds(proc.pid) - before) * 1e6 / max(measured["requests"], 1), 1)
         rows[name] = measured
     rows["litellm"] = peer_bench.measure_litellm(backend_port, tmp, SECONDS)
     g, lite = rows["gateway"], rows["litellm"]
     out = {"rows": rows, "gateway/litellm rps": round(g["rps"] / lite["rps"], 1),
            "litellm/gateway p99": round(lite["p99_us"] / g["p99_us"], 1)}
-    lines = [f"| chat 1 KB, 32 connections, {SECONDS} s each | req/s | p50 (µs) | p99 (µs) | proxy CPU µs/req |",
-             "|---|---|---|---|---|"]
+    lines = [f"| chat 1 KB, 32 connections, {SECONDS} s each | req/s | p50 (µs) | p99 (µs) | proxy CPU µs/req "
+             "| responses |",
+             "|---|---|---|---|---|---|"]
     for name, title in (("plain", "plain Envoy"), ("gateway", "gateway"),
                         ("litellm", f"LiteLLM proxy {lite['litellm_version']}")):
         r = rows[name]
-        lines.append(f"| {title} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['proxy_cpu_us_per_request']} |")
+        lines.append(f"| {title} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['proxy_cpu_us_per_request']} "
+                     f"| {responses_text(r)} |")
     out["markdown"] = "\n".join(lines) + (f"\n\nGateway vs LiteLLM: **{out['gateway/litellm rps']}×** the requests/s, "
                                           f"**{out['litellm/gateway p99']}×** lower p99.\n")
     print(out["markdown"], flush=True)
