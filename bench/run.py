@@ -19,6 +19,12 @@ rejection scenarios, which plain Envoy and both floors forward), or has a
 socket error, ends the run with a non-zero exit and says which: such a figure
 is not throughput. The counts are in the results.
 
+Per-worker memory (scenario `workers`): plain Envoy and the gateway Envoy are
+started again with `--concurrency` 1, 2, 4 and 8 (still on CPU 0), loaded with
+enough connections that every worker accepts some (checked in Envoy's
+per-worker listener stats; every response 2xx), and their RSS under load is
+sampled; reported with the RSS each extra worker adds.
+
 A/B mode (`--ab A.wasm [B.wasm]`, make bench-ab A=old.wasm [B=new.wasm]): two
 builds of the gateway instead, in two Envoys with the same gateway
 configuration, co-scheduled against each other in the same way on the wrk
@@ -29,7 +35,9 @@ stops the run, with Envoy's log). Written to bench/ab-results.{json,md}.
 
 Options (environment):
   BENCH_SECONDS        length of each measurement (default 10)
-  BENCH_ONLY           comma-separated scenario ids to run (default: all)
+  BENCH_ONLY           comma-separated scenario ids to run (default: all):
+                       chat-1k, chat-64k, chat-1m, bad-key, bad-field,
+                       embeddings, unloaded, stream, workers, soak
   BENCH_SOAK_REQUESTS  requests for the footprint soak (default 1000000; 0 skips)
   BENCH_FILTER_ONLY=1  the gateway (both sides in A/B mode) without its
                        rate-limit filters
@@ -112,6 +120,8 @@ SCENARIOS = [
 ]
 STREAM_ID = "stream"
 SOAK_ID = "soak"
+WORKERS_ID = "workers"
+WORKER_COUNTS = (1, 2, 4, 8)
 # The Envoys each scenario co-schedules against plain Envoy, in this order.
 OTHERS = ("noop", "routing", "gateway")
 # The Envoys that run the gateway filter (the others forward every request).
@@ -159,9 +169,10 @@ def rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
-def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str, wasm: Path | None = None):
-    """Envoy `name` on CPU 0; `wasm`: the .wasm its Wasm filter loads instead
-    of this checkout's build."""
+def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str, wasm: Path | None = None,
+                concurrency: int = 1):
+    """Envoy `name` on CPU 0 with `concurrency` workers; `wasm`: the .wasm its
+    Wasm filter loads instead of this checkout's build."""
     listen, admin = free_port(), free_port()
     config = localize(bootstrap, listen, admin, {"backend-a": backend_port, "backend-b": backend_port})
     if wasm is not None:
@@ -172,7 +183,7 @@ def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str, wasm: 
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     log = tmp / f"{name}.log"
-    proc = subprocess.Popen(["taskset", "-c", ENVOY_CPU, envoy_binary(), "-c", str(path), "--concurrency", "1",
+    proc = subprocess.Popen(["taskset", "-c", ENVOY_CPU, envoy_binary(), "-c", str(path), "--concurrency", str(concurrency),
                              "--disable-hot-restart", "--log-level", "warn", "--log-path", str(log)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -187,7 +198,7 @@ def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str, wasm: 
     except BaseException:
         stop(proc)
         raise
-    return proc, listen
+    return proc, listen, admin
 
 
 # Counts every response by status; done() prints one "status CODE COUNT" line
@@ -403,6 +414,101 @@ def soak(envoys: dict, tmp: Path, target: int) -> dict:
             "rss_growth_after_first_slice_mb": round(samples[-1]["rss_mb"] - after_first, 1)}
 
 
+def worker_connections(admin: int) -> dict[int, int]:
+    """Connections each Envoy worker has accepted so far (its listener's
+    per-worker stats), by worker index."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=worker_", timeout=5) as resp:
+        text = resp.read().decode()
+    return {int(worker): int(count) for worker, count in
+            re.findall(r"^listener\.(?!admin\.)[^\s:]+\.worker_(\d+)\.downstream_cx_total: (\d+)$", text, re.M)}
+
+
+def load_workers(bootstrap: dict, side: str, workers: int, backend_port: int, tmp: Path, seconds: int) -> dict:
+    """One Envoy of `side` with `workers` workers (on CPU 0): 2 s of warm-up,
+    then `seconds` of load while its RSS is sampled every 0.2 s. Ends the run
+    unless every response is a 2xx and every worker accepted connections
+    during the measurement."""
+    proc, port, admin = start_envoy(bootstrap, backend_port, tmp, f"{side}-{workers}w", FLOOR_WASM.get(side),
+                                    concurrency=workers)
+    try:
+        rss_idle = rss_mb(proc.pid)
+        # The same for every worker count (so connection buffers do not grow
+        # with it), 16 per worker at the most: the kernel spreads connections
+        # over the workers' sockets (SO_REUSEPORT) by hash, and 16 each leave
+        # none out in practice (checked below).
+        connections = 16 * max(WORKER_COUNTS)
+        script = wrk_script(tmp, f"workers-{side}", chat_body(1024), "sk-demo")
+        for length in (2, seconds):
+            accepted_before = worker_connections(admin)
+            samples = []
+            load = start_wrk(port, "/v1/chat/completions", script, connections, length)
+            while load.poll() is None:  # wrk prints a few lines: its pipe cannot fill
+                samples.append(rss_mb(proc.pid))
+                time.sleep(0.2)
+            measured = parse_wrk(load.communicate(timeout=60)[0])
+            check_responses(f"{WORKERS_ID}, {side} with {workers} workers ({length} s)", measured, None)
+        accepted = worker_connections(admin)
+        per_worker = {w: accepted.get(w, 0) - accepted_before.get(w, 0) for w in range(workers)}
+        if len(accepted) != workers or not all(per_worker.values()):
+            raise SystemExit(f"FAILED {WORKERS_ID}, {side} with {workers} workers: connections accepted per worker "
+                             f"during the measurement {per_worker} (stats of {len(accepted)} workers); not every "
+                             f"worker served requests")
+    finally:
+        stop(proc)
+    row = {"workers": workers, "connections": connections, "rss_idle_mb": round(rss_idle, 1),
+           "rss_load_mb": round(max(samples), 1), "rss_samples": len(samples),
+           "connections_per_worker": per_worker, "rps": measured["rps"], "requests": measured["requests"],
+           "statuses": measured["statuses"], "socket_errors": measured["socket_errors"]}
+    print(f"{WORKERS_ID}: {side} with {workers} workers, RSS {row['rss_idle_mb']} MB idle, {row['rss_load_mb']} MB "
+          f"under load; responses {responses_text(measured)}; connections per worker {per_worker}", flush=True)
+    return row
+
+
+def worker_memory(bootstraps: dict, backend_port: int, tmp: Path) -> dict:
+    """RSS under load of plain Envoy and of the gateway Envoy at each of
+    WORKER_COUNTS workers, and what each extra worker adds: from the fewest
+    to the most workers, and between each step."""
+    seconds = min(SECONDS, 5)  # RSS settles within a second of load
+    out = {"id": WORKERS_ID, "scenario": "RSS under load by Envoy worker count (chat 1 KB)", "seconds": seconds,
+           "worker_counts": list(WORKER_COUNTS), "sides": {}}
+    for side in ("plain", "gateway"):
+        runs = [load_workers(bootstraps[side], side, n, backend_port, tmp, seconds) for n in WORKER_COUNTS]
+        rss = {r["workers"]: r["rss_load_mb"] for r in runs}
+        first, last = WORKER_COUNTS[0], WORKER_COUNTS[-1]
+        out["sides"][side] = {
+            "runs": runs,
+            "added_mb_per_worker": round((rss[last] - rss[first]) / (last - first), 1),
+            "steps": [{"from": a, "to": b, "added_mb_per_worker": round((rss[b] - rss[a]) / (b - a), 1)}
+                      for a, b in zip(WORKER_COUNTS, WORKER_COUNTS[1:])],
+        }
+    out["gateway_over_plain_mb_per_worker"] = round(
+        out["sides"]["gateway"]["added_mb_per_worker"] - out["sides"]["plain"]["added_mb_per_worker"], 1)
+    print(f"{WORKERS_ID}: each extra worker adds {out['sides']['gateway']['added_mb_per_worker']} MB to the gateway "
+          f"Envoy, {out['sides']['plain']['added_mb_per_worker']} MB to plain Envoy", flush=True)
+    return out
+
+
+def workers_markdown(workers: dict) -> str:
+    counts = workers["worker_counts"]
+    first, last = counts[0], counts[-1]
+    lines = ["| Envoy RSS under load (MB), by `--concurrency` | " + " | ".join(map(str, counts))
+             + f" | **added per extra worker, {first}→{last}** | per step ("
+             + ", ".join(f"{a}→{b}" for a, b in zip(counts, counts[1:])) + ") |",
+             "|---" * (len(counts) + 3) + "|"]
+    for side, title in (("plain", "plain Envoy"), ("gateway", "gateway")):
+        w = workers["sides"][side]
+        lines.append(f"| {title} | " + " | ".join(f"{r['rss_load_mb']}" for r in w["runs"])
+                     + f" | **{w['added_mb_per_worker']}** | "
+                     + ", ".join(str(step["added_mb_per_worker"]) for step in w["steps"]) + " |")
+    g = workers["sides"]["gateway"]["runs"]
+    return ("\n".join(lines) + "\n\n"
+            f"Each Envoy loaded alone on CPU {ENVOY_CPU}, {workers['seconds']} s of chat 1 KB load after 2 s of warm-up, "
+            f"{g[0]['connections']} connections whatever the worker count; RSS is the highest of the samples taken every "
+            f"0.2 s under load. Every worker accepted connections (Envoy's per-worker listener stats) and every response "
+            f"was a 2xx (checked). Per extra worker, gateway minus plain Envoy: "
+            f"{workers['gateway_over_plain_mb_per_worker']} MB.\n")
+
+
 def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
     """Scenario 1 through plain Envoy, the gateway and LiteLLM proxy, one after
     the other (LiteLLM cannot be co-scheduled with an Envoy meaningfully: it
@@ -441,7 +547,8 @@ def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
     return out
 
 
-def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | None, peers: dict | None) -> str:
+def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | None, peers: dict | None,
+             workers: dict | None = None) -> str:
     lines = ["| scenario | plain req/s | gateway req/s | **gateway/plain** | routing floor/plain | no-op/plain "
              "| gateway p50 / p99 (µs) | plain p50 / p99 (µs) | Envoy CPU µs/req plain / gateway "
              "| added by gateway / routing floor / no-op (µs) | responses plain / no-op / routing floor / gateway |",
@@ -457,7 +564,7 @@ def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | N
                      f"{n['added_cpu_us_per_request']} "
                      f"| {responses_text(gp)} / {responses_text(n['noop'])} / {responses_text(rt['routing'])} "
                      f"/ {responses_text(gg)} |")
-    text = "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n" if rows else ""
     if stream:
         p, g = stream["plain"], stream["gateway"]
         text += ("\n| streamed chat (event every 2 ms) | TTFB p50 (µs) | TTFB p99 (µs) | total p50 (µs) | total p99 (µs) |\n"
@@ -466,6 +573,8 @@ def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | N
                  f"| gateway | {g['ttfb_p50_us']} | {g['ttfb_p99_us']} | {g['total_p50_us']} | {g['total_p99_us']} |\n")
     if peers:
         text += "\n" + peers["markdown"] + "\n"
+    if workers:
+        text += "\n" + workers_markdown(workers)
     if soaked:
         text += (f"\nSoak: {soaked['requests']} requests through the gateway ({soaked['non_2xx']} non-2xx); Envoy RSS "
                  f"{soaked['rss_before_mb']} MB before, {soaked['samples'][1]['rss_mb']} MB after the first 20 s, "
@@ -529,7 +638,7 @@ def main_ab(a_wasm: Path, b_wasm: Path) -> int:
             gateway = variants()["gateway"]
             envoys = {}
             for name, wasm in (("a", a_wasm), ("b", b_wasm)):
-                proc, port = start_envoy(gateway, backend.port, tmp, name, wasm)
+                proc, port, _ = start_envoy(gateway, backend.port, tmp, name, wasm)
                 procs.append(proc)
                 envoys[name] = (proc, port)
             for scenario in scenarios:
@@ -564,18 +673,19 @@ def main() -> int:
         if not needed.is_file():
             raise SystemExit(f"missing {needed}: run `make bench` (it builds everything)")
     # make bench-peers: scenario 1 and the peer only, written beside the main results.
-    only = selected_ids([sc.id for sc in SCENARIOS] + [STREAM_ID, SOAK_ID], "chat-1k" if peers_mode else "")
+    only = selected_ids([sc.id for sc in SCENARIOS] + [STREAM_ID, WORKERS_ID, SOAK_ID], "chat-1k" if peers_mode else "")
     peers = None
     backend = start_backend("backend-a")
     subprocess.run(["taskset", "-a", "-p", "-c", LOAD_CPU, str(backend.proc.pid)], check=True, capture_output=True)
     procs = []
-    rows, stream, soaked = [], None, None
+    rows, stream, soaked, workers = [], None, None, None
     try:
         with tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
             envoys = {}
-            for name, bootstrap in variants().items():
-                proc, port = start_envoy(bootstrap, backend.port, tmp, name, FLOOR_WASM.get(name))
+            bootstraps = variants()
+            for name, bootstrap in bootstraps.items():
+                proc, port, _ = start_envoy(bootstrap, backend.port, tmp, name, FLOOR_WASM.get(name))
                 procs.append(proc)
                 envoys[name] = (proc, port)
             rss_idle = {name: round(rss_mb(proc.pid), 1) for name, (proc, _) in envoys.items()}
@@ -584,6 +694,8 @@ def main() -> int:
                     rows.append(run_scenario(envoys, scenario, tmp))
             if not only or STREAM_ID in only:
                 stream = run_stream(envoys)
+            if not only or WORKERS_ID in only:
+                workers = worker_memory(bootstraps, backend.port, tmp)
             if peers_mode:
                 peers = compare_peers(envoys, backend.port, tmp)
             if SOAK_REQUESTS and (not only or SOAK_ID in only):
@@ -597,10 +709,10 @@ def main() -> int:
             "routing_wasm_bytes": ROUTING_WASM.stat().st_size, "cpus": os.cpu_count(),
             "envoy_cpu": ENVOY_CPU, "load_cpu": LOAD_CPU, "rss_idle_mb": rss_idle,
             "filter_only": bool(os.environ.get("BENCH_FILTER_ONLY"))}
-    result = {"meta": meta, "scenarios": rows, "stream": stream, "soak": soaked, "peers": peers}
+    result = {"meta": meta, "scenarios": rows, "stream": stream, "workers": workers, "soak": soaked, "peers": peers}
     stem = "bench/peers-results" if peers_mode else "bench/results"
     (ROOT / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    table = markdown(meta, rows, stream, soaked, peers)
+    table = markdown(meta, rows, stream, soaked, peers, workers)
     (ROOT / f"{stem}.md").write_text(table)
     print("\n" + table)
     return 0
