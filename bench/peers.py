@@ -9,6 +9,12 @@ installed once. It runs with a master key, no database (so no spend logs),
 spend and error logs off, no callbacks, the bundled model cost map instead of
 a download at start, and error-level logging only.
 
+Every side gets requests it serves: the same body and headers as
+bench/run.py's scenario 1 (its wrk script: the routing header plain Envoy
+needs, and the status counts), with the demo key `sk-demo` for the Envoys and
+LiteLLM's master key for LiteLLM. Every response must be a 2xx, with no
+socket error, or the run ends (bench/run.py's check).
+
 `python bench/peers.py` measures LiteLLM alone; bench/run.py imports this
 module to put it beside plain Envoy. PEERS_SECONDS sets the measurement's
 length (default 10)."""
@@ -17,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -30,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
 sys.path.insert(0, str(ROOT / "bench"))
 from harness import free_port, wait_until  # noqa: E402
+# run.py imports this module only inside a function, so this is no cycle.
+from run import chat_body, check_responses, parse_wrk, wrk_script  # noqa: E402
 
 # The newest 1.106 release (the line measured before) that installs from the
 # registry this project uses: 1.106.3 and later, like 1.103.11, 1.104.6-1.104.9,
@@ -192,62 +199,37 @@ def check_chat(port: int, body: str) -> dict:
     return answer
 
 
-def wrk(port: int, body: str, seconds: int, tmp: Path) -> dict:
-    """bench/run.py's wrk() (same command, script and fields) with a 30 s
-    request timeout instead of wrk's 2 s: LiteLLM's tail latency under 32
-    connections comes near 2 s, and a request wrk gives up on would drop out
-    of the latency distribution. Adds `socket_errors` (connect, read, write,
-    timeout counts)."""
-    script = tmp / "litellm.lua"
-    script.write_text('wrk.method = "POST"\n'
-                      f"wrk.body = [==[{body}]==]\n"
-                      'wrk.headers["Content-Type"] = "application/json"\n'
-                      f'wrk.headers["Authorization"] = "Bearer {MASTER_KEY}"\n')
+def wrk(port: int, body: str, key: str, seconds: int, tmp: Path) -> dict:
+    """bench/run.py's wrk load (same command and script: body, headers and
+    status counts, with `key` as the bearer key) and its parse_wrk() fields,
+    with a 30 s request timeout instead of wrk's 2 s: LiteLLM's tail latency
+    under 32 connections comes near 2 s, and a request wrk gives up on would
+    drop out of the latency distribution."""
+    script = wrk_script(tmp, f"peers-{port}", body, key)
     out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--timeout", "30s", "--latency",
                           "-s", str(script), f"http://127.0.0.1:{port}/v1/chat/completions"],
                          capture_output=True, text=True, timeout=seconds + 60).stdout
-
-    def latency(pct):
-        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
-        return float(m.group(1)) * {"us": 1, "ms": 1000, "s": 1_000_000}[m.group(2)] if m else None
-
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-            "requests": int(re.search(r"(\d+) requests in", out).group(1)),
-            "p50_us": latency(50), "p99_us": latency(99), "non_2xx": int(non_2xx.group(1)) if non_2xx else 0,
-            "socket_errors": dict(zip(("connect", "read", "write", "timeout"), map(int, errors.groups())))
-            if errors else {}}
-
-
-def check_all_2xx(name: str, measured: dict) -> None:
-    """Ends the run unless `measured` (from wrk()) served requests, none of
-    them answered with an error status, and had no socket error."""
-    if measured["requests"] == 0 or measured["non_2xx"] or any(measured["socket_errors"].values()):
-        raise SystemExit(f"FAILED {name}: {measured['requests']} requests, {measured['non_2xx']} non-2xx, "
-                         f"socket errors {measured['socket_errors']}; not reported as throughput")
+    return parse_wrk(out)
 
 
 def measure_litellm(upstream_port: int, tmp: Path, seconds: int = SECONDS) -> dict:
     """Scenario 1 (bench/run.py's chat_body(1024)) through LiteLLM: the
-    fields of bench/run.py's wrk() plus `socket_errors`,
-    `proxy_cpu_us_per_request` and `litellm_version`. Raises SystemExit
-    unless every request got a 2xx."""
-    from run import chat_body  # here, not at the top: run.py imports this module
-
+    fields of bench/run.py's parse_wrk() plus `proxy_cpu_us_per_request` and
+    `litellm_version`. Raises SystemExit unless every request got a 2xx."""
     body = chat_body(1024)
     proc, port = start_litellm(upstream_port, tmp)
     try:
         check_chat(port, body)
-        wrk(port, body, 3, tmp)  # warm up (LiteLLM imports some features on first use)
+        warm_up = wrk(port, body, MASTER_KEY, 3, tmp)  # LiteLLM imports some features on first use
+        check_responses("litellm warm-up", warm_up, None)
         before = group_cpu_seconds(proc.pid)
-        measured = wrk(port, body, seconds, tmp)
+        measured = wrk(port, body, MASTER_KEY, seconds, tmp)
         used = group_cpu_seconds(proc.pid) - before
         if proc.poll() is not None:
             raise SystemExit(f"litellm died during the measurement:\n{_tail(tmp / 'litellm.log')}")
     finally:
         stop_litellm(proc)
-    check_all_2xx("litellm", measured)
+    check_responses("litellm", measured, None)
     measured["proxy_cpu_us_per_request"] = round(used * 1e6 / measured["requests"], 1)
     measured["litellm_version"] = LITELLM_VERSION
     return measured

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""make bench: the gateway filter against plain Envoy (the ceiling) and a no-op
-Wasm filter (the floor of the approach): same Envoy binary, same routes, same
-upstream, `--concurrency 1`, in one run.
+"""make bench: the gateway filter against plain Envoy (the ceiling) and two
+floors: a no-op Wasm filter (what hosting any Wasm filter costs) and the bare
+routing filter (bench/routing-filter: the least a model router must do, read
+`model` from the body and set the route header). Same Envoy binary, same
+routes, same upstream, `--concurrency 1`, in one run.
 
 Method (stable on small, noisy machines): every Envoy is pinned to the same
 core (CPU 0); each comparison loads plain Envoy and the other Envoy AT THE SAME
@@ -13,9 +15,15 @@ is what we report; absolute figures stand beside it.
 Every measurement counts each side's responses by status (a wrk Lua script)
 and its socket errors. A side that answers anything but what the scenario
 expects (2xx where the request is forwarded; the gateway's intended 4xx in the
-rejection scenarios, which plain Envoy and the no-op filter forward), or has a
+rejection scenarios, which plain Envoy and both floors forward), or has a
 socket error, ends the run with a non-zero exit and says which: such a figure
 is not throughput. The counts are in the results.
+
+Per-worker memory (scenario `workers`): plain Envoy and the gateway Envoy are
+started again with `--concurrency` 1, 2, 4 and 8 (still on CPU 0), loaded with
+enough connections that every worker accepts some (checked in Envoy's
+per-worker listener stats; every response 2xx), and their RSS under load is
+sampled; reported with the RSS each extra worker adds.
 
 A/B mode (`--ab A.wasm [B.wasm]`, make bench-ab A=old.wasm [B=new.wasm]): two
 builds of the gateway instead, in two Envoys with the same gateway
@@ -27,7 +35,9 @@ stops the run, with Envoy's log). Written to bench/ab-results.{json,md}.
 
 Options (environment):
   BENCH_SECONDS        length of each measurement (default 10)
-  BENCH_ONLY           comma-separated scenario ids to run (default: all)
+  BENCH_ONLY           comma-separated scenario ids to run (default: all):
+                       chat-1k, chat-64k, chat-1m, bad-key, bad-field,
+                       embeddings, unloaded, stream, workers, soak
   BENCH_SOAK_REQUESTS  requests for the footprint soak (default 1000000; 0 skips)
   BENCH_FILTER_ONLY=1  the gateway (both sides in A/B mode) without its
                        rate-limit filters
@@ -63,6 +73,10 @@ from harness import (WASM, connection_manager, demo_bootstrap, envoy_binary, fre
 import yaml  # noqa: E402
 
 NOOP_WASM = ROOT / "target/wasm32-wasip1/release/noop_filter.wasm"
+# The routing filter after wasm-opt, like the gateway (make bench-floors).
+ROUTING_WASM = ROOT / "target/wasm32-wasip1/release/routing_floor.wasm"
+# The floors' Envoys load these instead of the gateway's .wasm.
+FLOOR_WASM = {"noop": NOOP_WASM, "routing": ROUTING_WASM}
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 SOAK_REQUESTS = int(os.environ.get("BENCH_SOAK_REQUESTS", "1000000"))
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -82,8 +96,8 @@ EMBEDDINGS = json.dumps({"model": "bge-m3", "input": ["a sentence to embed"] * 8
 
 class Scenario(NamedTuple):
     """One wrk load, measured co-scheduled. `rejected_with`: the status the
-    gateway answers instead of forwarding (plain Envoy and the no-op filter
-    forward every request); None when the gateway forwards too."""
+    gateway answers instead of forwarding (plain Envoy and both floors forward
+    every request); None when the gateway forwards too."""
     id: str
     title: str
     path: str
@@ -106,6 +120,10 @@ SCENARIOS = [
 ]
 STREAM_ID = "stream"
 SOAK_ID = "soak"
+WORKERS_ID = "workers"
+WORKER_COUNTS = (1, 2, 4, 8)
+# The Envoys each scenario co-schedules against plain Envoy, in this order.
+OTHERS = ("noop", "routing", "gateway")
 # The Envoys that run the gateway filter (the others forward every request).
 GATEWAY_SIDES = ("gateway", "a", "b")
 
@@ -119,13 +137,17 @@ def variants() -> dict[str, dict]:
     plain = copy.deepcopy(demo)
     connection_manager(plain)["http_filters"] = [router]
     out["plain"] = plain
-    noop = copy.deepcopy(demo)
-    wasm = copy.deepcopy(gateway_filter)
-    wasm["typed_config"]["config"].update(name="noop", root_id="noop")
-    wasm["typed_config"]["config"]["vm_config"]["vm_id"] = "noop"
-    del wasm["typed_config"]["config"]["configuration"]
-    connection_manager(noop)["http_filters"] = [wasm, router]
-    out["noop"] = noop
+    # The floors: the gateway's filter entry (so also
+    # allow_on_headers_stop_iteration, which the routing filter needs to hold
+    # the headers) with their own .wasm and no configuration, and the router.
+    for floor in FLOOR_WASM:
+        bootstrap = copy.deepcopy(demo)
+        wasm = copy.deepcopy(gateway_filter)
+        wasm["typed_config"]["config"].update(name=floor, root_id=floor)
+        wasm["typed_config"]["config"]["vm_config"]["vm_id"] = floor
+        del wasm["typed_config"]["config"]["configuration"]
+        connection_manager(bootstrap)["http_filters"] = [wasm, router]
+        out[floor] = bootstrap
     gateway = copy.deepcopy(demo)
     for f in connection_manager(gateway)["http_filters"]:
         if f["name"] == "envoy.filters.http.local_ratelimit":
@@ -147,9 +169,10 @@ def rss_mb(pid: int) -> float:
     return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
 
 
-def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str, wasm: Path | None = None):
-    """Envoy `name` on CPU 0; `wasm`: the .wasm its Wasm filter loads instead
-    of this checkout's build."""
+def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str, wasm: Path | None = None,
+                concurrency: int = 1):
+    """Envoy `name` on CPU 0 with `concurrency` workers; `wasm`: the .wasm its
+    Wasm filter loads instead of this checkout's build."""
     listen, admin = free_port(), free_port()
     config = localize(bootstrap, listen, admin, {"backend-a": backend_port, "backend-b": backend_port})
     if wasm is not None:
@@ -160,7 +183,7 @@ def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str, wasm: 
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     log = tmp / f"{name}.log"
-    proc = subprocess.Popen(["taskset", "-c", ENVOY_CPU, envoy_binary(), "-c", str(path), "--concurrency", "1",
+    proc = subprocess.Popen(["taskset", "-c", ENVOY_CPU, envoy_binary(), "-c", str(path), "--concurrency", str(concurrency),
                              "--disable-hot-restart", "--log-level", "warn", "--log-path", str(log)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -175,7 +198,7 @@ def start_envoy(bootstrap: dict, backend_port: int, tmp: Path, name: str, wasm: 
     except BaseException:
         stop(proc)
         raise
-    return proc, listen
+    return proc, listen, admin
 
 
 # Counts every response by status; done() prints one "status CODE COUNT" line
@@ -297,7 +320,7 @@ def run_scenario(envoys: dict, scenario: Scenario, tmp: Path) -> dict:
     scripts = {name: wrk_script(tmp, name, scenario.body, scenario.key) for name in envoys}
     row = {"id": scenario.id, "scenario": title, "body_bytes": len(scenario.body.encode()),
            "connections": scenario.connections, "gateway_status": scenario.rejected_with or "2xx", "pairs": {}}
-    for other in ("noop", "gateway"):
+    for other in OTHERS:
         measured = measure_pair({"plain": envoys["plain"], other: envoys[other]}, scenario, scripts)
         p, o = measured["plain"], measured[other]
         row["pairs"][other] = {
@@ -308,8 +331,9 @@ def run_scenario(envoys: dict, scenario: Scenario, tmp: Path) -> dict:
         }
     g = row["pairs"]["gateway"]
     print(f"{title}: gateway/plain {g['ratio_rps']} (cpu {g['ratio_cpu_per_request']}, +{g['added_cpu_us_per_request']} µs), "
-          f"no-op/plain {row['pairs']['noop']['ratio_rps']}; responses gateway {responses_text(g['gateway'])}, "
-          f"plain {responses_text(g['plain'])}", flush=True)
+          f"routing floor/plain {row['pairs']['routing']['ratio_rps']}, no-op/plain {row['pairs']['noop']['ratio_rps']}; "
+          f"responses gateway {responses_text(g['gateway'])}, routing floor "
+          f"{responses_text(row['pairs']['routing']['routing'])}, plain {responses_text(g['plain'])}", flush=True)
     return row
 
 
@@ -390,10 +414,108 @@ def soak(envoys: dict, tmp: Path, target: int) -> dict:
             "rss_growth_after_first_slice_mb": round(samples[-1]["rss_mb"] - after_first, 1)}
 
 
+def worker_connections(admin: int) -> dict[int, int]:
+    """Connections each Envoy worker has accepted so far (its listener's
+    per-worker stats), by worker index."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=worker_", timeout=5) as resp:
+        text = resp.read().decode()
+    return {int(worker): int(count) for worker, count in
+            re.findall(r"^listener\.(?!admin\.)[^\s:]+\.worker_(\d+)\.downstream_cx_total: (\d+)$", text, re.M)}
+
+
+def load_workers(bootstrap: dict, side: str, workers: int, backend_port: int, tmp: Path, seconds: int) -> dict:
+    """One Envoy of `side` with `workers` workers (on CPU 0): 2 s of warm-up,
+    then `seconds` of load while its RSS is sampled every 0.2 s. Ends the run
+    unless every response is a 2xx and every worker accepted connections
+    during the measurement."""
+    proc, port, admin = start_envoy(bootstrap, backend_port, tmp, f"{side}-{workers}w", FLOOR_WASM.get(side),
+                                    concurrency=workers)
+    try:
+        rss_idle = rss_mb(proc.pid)
+        # The same for every worker count (so connection buffers do not grow
+        # with it), 16 per worker at the most: the kernel spreads connections
+        # over the workers' sockets (SO_REUSEPORT) by hash, and 16 each leave
+        # none out in practice (checked below).
+        connections = 16 * max(WORKER_COUNTS)
+        script = wrk_script(tmp, f"workers-{side}", chat_body(1024), "sk-demo")
+        for length in (2, seconds):
+            accepted_before = worker_connections(admin)
+            samples = []
+            load = start_wrk(port, "/v1/chat/completions", script, connections, length)
+            while load.poll() is None:  # wrk prints a few lines: its pipe cannot fill
+                samples.append(rss_mb(proc.pid))
+                time.sleep(0.2)
+            measured = parse_wrk(load.communicate(timeout=60)[0])
+            check_responses(f"{WORKERS_ID}, {side} with {workers} workers ({length} s)", measured, None)
+        accepted = worker_connections(admin)
+        per_worker = {w: accepted.get(w, 0) - accepted_before.get(w, 0) for w in range(workers)}
+        if len(accepted) != workers or not all(per_worker.values()):
+            raise SystemExit(f"FAILED {WORKERS_ID}, {side} with {workers} workers: connections accepted per worker "
+                             f"during the measurement {per_worker} (stats of {len(accepted)} workers); not every "
+                             f"worker served requests")
+    finally:
+        stop(proc)
+    row = {"workers": workers, "connections": connections, "rss_idle_mb": round(rss_idle, 1),
+           "rss_load_mb": round(max(samples), 1), "rss_samples": len(samples),
+           "connections_per_worker": per_worker, "rps": measured["rps"], "requests": measured["requests"],
+           "statuses": measured["statuses"], "socket_errors": measured["socket_errors"]}
+    print(f"{WORKERS_ID}: {side} with {workers} workers, RSS {row['rss_idle_mb']} MB idle, {row['rss_load_mb']} MB "
+          f"under load; responses {responses_text(measured)}; connections per worker {per_worker}", flush=True)
+    return row
+
+
+def worker_memory(bootstraps: dict, backend_port: int, tmp: Path) -> dict:
+    """RSS under load of plain Envoy and of the gateway Envoy at each of
+    WORKER_COUNTS workers, and what each extra worker adds: from the fewest
+    to the most workers, and between each step."""
+    seconds = min(SECONDS, 5)  # RSS settles within a second of load
+    out = {"id": WORKERS_ID, "scenario": "RSS under load by Envoy worker count (chat 1 KB)", "seconds": seconds,
+           "worker_counts": list(WORKER_COUNTS), "sides": {}}
+    for side in ("plain", "gateway"):
+        runs = [load_workers(bootstraps[side], side, n, backend_port, tmp, seconds) for n in WORKER_COUNTS]
+        rss = {r["workers"]: r["rss_load_mb"] for r in runs}
+        first, last = WORKER_COUNTS[0], WORKER_COUNTS[-1]
+        out["sides"][side] = {
+            "runs": runs,
+            "added_mb_per_worker": round((rss[last] - rss[first]) / (last - first), 1),
+            "steps": [{"from": a, "to": b, "added_mb_per_worker": round((rss[b] - rss[a]) / (b - a), 1)}
+                      for a, b in zip(WORKER_COUNTS, WORKER_COUNTS[1:])],
+        }
+    out["gateway_over_plain_mb_per_worker"] = round(
+        out["sides"]["gateway"]["added_mb_per_worker"] - out["sides"]["plain"]["added_mb_per_worker"], 1)
+    print(f"{WORKERS_ID}: each extra worker adds {out['sides']['gateway']['added_mb_per_worker']} MB to the gateway "
+          f"Envoy, {out['sides']['plain']['added_mb_per_worker']} MB to plain Envoy", flush=True)
+    return out
+
+
+def workers_markdown(workers: dict) -> str:
+    counts = workers["worker_counts"]
+    first, last = counts[0], counts[-1]
+    lines = ["| Envoy RSS under load (MB), by `--concurrency` | " + " | ".join(map(str, counts))
+             + f" | **added per extra worker, {first}→{last}** | per step ("
+             + ", ".join(f"{a}→{b}" for a, b in zip(counts, counts[1:])) + ") |",
+             "|---" * (len(counts) + 3) + "|"]
+    for side, title in (("plain", "plain Envoy"), ("gateway", "gateway")):
+        w = workers["sides"][side]
+        lines.append(f"| {title} | " + " | ".join(f"{r['rss_load_mb']}" for r in w["runs"])
+                     + f" | **{w['added_mb_per_worker']}** | "
+                     + ", ".join(str(step["added_mb_per_worker"]) for step in w["steps"]) + " |")
+    g = workers["sides"]["gateway"]["runs"]
+    return ("\n".join(lines) + "\n\n"
+            f"Each Envoy loaded alone on CPU {ENVOY_CPU}, {workers['seconds']} s of chat 1 KB load after 2 s of warm-up, "
+            f"{g[0]['connections']} connections whatever the worker count; RSS is the highest of the samples taken every "
+            f"0.2 s under load. Every worker accepted connections (Envoy's per-worker listener stats) and every response "
+            f"was a 2xx (checked). Per extra worker, gateway minus plain Envoy: "
+            f"{workers['gateway_over_plain_mb_per_worker']} MB.\n")
+
+
 def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
     """Scenario 1 through plain Envoy, the gateway and LiteLLM proxy, one after
     the other (LiteLLM cannot be co-scheduled with an Envoy meaningfully: it
-    serves a hundredth of the load), same wrk command, 30 s request timeout."""
+    serves a hundredth of the load), same wrk command and script, 30 s request
+    timeout. Each side gets requests it serves (the script's routing header
+    for plain Envoy, the demo key for the gateway, the master key for
+    LiteLLM), and every response must be a 2xx."""
     sys.path.insert(0, str(ROOT / "bench"))
     import peers as peer_bench  # noqa: PLC0415
 
@@ -401,41 +523,48 @@ def compare_peers(envoys: dict, backend_port: int, tmp: Path) -> dict:
     rows = {}
     for name in ("plain", "gateway"):
         proc, port = envoys[name]
-        peer_bench.wrk(port, body, 2, tmp)  # warm up
+        check_responses(f"peers, {name} warm-up", peer_bench.wrk(port, body, "sk-demo", 2, tmp), None)
         before = cpu_seconds(proc.pid)
-        measured = peer_bench.wrk(port, body, SECONDS, tmp)
-        peer_bench.check_all_2xx(name, measured)
+        measured = peer_bench.wrk(port, body, "sk-demo", SECONDS, tmp)
+        check_responses(f"peers, {name}", measured, None)
         measured["proxy_cpu_us_per_request"] = round((cpu_seconds(proc.pid) - before) * 1e6 / max(measured["requests"], 1), 1)
         rows[name] = measured
     rows["litellm"] = peer_bench.measure_litellm(backend_port, tmp, SECONDS)
     g, lite = rows["gateway"], rows["litellm"]
     out = {"rows": rows, "gateway/litellm rps": round(g["rps"] / lite["rps"], 1),
            "litellm/gateway p99": round(lite["p99_us"] / g["p99_us"], 1)}
-    lines = [f"| chat 1 KB, 32 connections, {SECONDS} s each | req/s | p50 (µs) | p99 (µs) | proxy CPU µs/req |",
-             "|---|---|---|---|---|"]
+    lines = [f"| chat 1 KB, 32 connections, {SECONDS} s each | req/s | p50 (µs) | p99 (µs) | proxy CPU µs/req "
+             "| responses |",
+             "|---|---|---|---|---|---|"]
     for name, title in (("plain", "plain Envoy"), ("gateway", "gateway"),
                         ("litellm", f"LiteLLM proxy {lite['litellm_version']}")):
         r = rows[name]
-        lines.append(f"| {title} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['proxy_cpu_us_per_request']} |")
+        lines.append(f"| {title} | {r['rps']:.0f} | {r['p50_us']:.0f} | {r['p99_us']:.0f} | {r['proxy_cpu_us_per_request']} "
+                     f"| {responses_text(r)} |")
     out["markdown"] = "\n".join(lines) + (f"\n\nGateway vs LiteLLM: **{out['gateway/litellm rps']}×** the requests/s, "
                                           f"**{out['litellm/gateway p99']}×** lower p99.\n")
     print(out["markdown"], flush=True)
     return out
 
 
-def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | None, peers: dict | None) -> str:
-    lines = ["| scenario | plain req/s | gateway req/s | **gateway/plain** | no-op/plain | gateway p50 / p99 (µs) | plain p50 / p99 (µs) "
-             "| Envoy CPU µs/req plain / gateway | added by gateway / by no-op (µs) | responses plain / no-op / gateway |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | None, peers: dict | None,
+             workers: dict | None = None) -> str:
+    lines = ["| scenario | plain req/s | gateway req/s | **gateway/plain** | routing floor/plain | no-op/plain "
+             "| gateway p50 / p99 (µs) | plain p50 / p99 (µs) | Envoy CPU µs/req plain / gateway "
+             "| added by gateway / routing floor / no-op (µs) | responses plain / no-op / routing floor / gateway |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        g, n = r["pairs"]["gateway"], r["pairs"]["noop"]
+        g, rt, n = r["pairs"]["gateway"], r["pairs"]["routing"], r["pairs"]["noop"]
         gp, gg = g["plain"], g["gateway"]
-        lines.append(f"| {r['scenario']} | {gp['rps']:.0f} | {gg['rps']:.0f} | **{g['ratio_rps']:.2f}** | {n['ratio_rps']:.2f} "
+        lines.append(f"| {r['scenario']} | {gp['rps']:.0f} | {gg['rps']:.0f} | **{g['ratio_rps']:.2f}** "
+                     f"| {rt['ratio_rps']:.2f} | {n['ratio_rps']:.2f} "
                      f"| {gg['p50_us']} / {gg['p99_us']} | {gp['p50_us']} / {gp['p99_us']} "
                      f"| {gp['envoy_cpu_us_per_request']} / {gg['envoy_cpu_us_per_request']} "
-                     f"| {g['added_cpu_us_per_request']} / {n['added_cpu_us_per_request']} "
-                     f"| {responses_text(gp)} / {responses_text(n['noop'])} / {responses_text(gg)} |")
-    text = "\n".join(lines) + "\n"
+                     f"| {g['added_cpu_us_per_request']} / {rt['added_cpu_us_per_request']} / "
+                     f"{n['added_cpu_us_per_request']} "
+                     f"| {responses_text(gp)} / {responses_text(n['noop'])} / {responses_text(rt['routing'])} "
+                     f"/ {responses_text(gg)} |")
+    text = "\n".join(lines) + "\n" if rows else ""
     if stream:
         p, g = stream["plain"], stream["gateway"]
         text += ("\n| streamed chat (event every 2 ms) | TTFB p50 (µs) | TTFB p99 (µs) | total p50 (µs) | total p99 (µs) |\n"
@@ -444,11 +573,14 @@ def markdown(meta: dict, rows: list[dict], stream: dict | None, soaked: dict | N
                  f"| gateway | {g['ttfb_p50_us']} | {g['ttfb_p99_us']} | {g['total_p50_us']} | {g['total_p99_us']} |\n")
     if peers:
         text += "\n" + peers["markdown"] + "\n"
+    if workers:
+        text += "\n" + workers_markdown(workers)
     if soaked:
         text += (f"\nSoak: {soaked['requests']} requests through the gateway ({soaked['non_2xx']} non-2xx); Envoy RSS "
                  f"{soaked['rss_before_mb']} MB before, {soaked['samples'][1]['rss_mb']} MB after the first 20 s, "
                  f"{soaked['rss_after_mb']} MB at the end.\n")
-    text += (f"\n.wasm: {meta['wasm_bytes']} bytes (no-op: {meta['noop_wasm_bytes']}). {meta['seconds']} s per measurement, "
+    text += (f"\n.wasm: {meta['wasm_bytes']} bytes (no-op: {meta['noop_wasm_bytes']}, routing floor: "
+             f"{meta['routing_wasm_bytes']}). {meta['seconds']} s per measurement, "
              f"co-scheduled pairs on CPU {ENVOY_CPU} (wrk on CPU {LOAD_CPU}), Envoy --concurrency 1, {meta['cpus']} CPUs, "
              f"{meta['date']}. Responses by status (plain's from the gateway pair); no socket errors (checked).\n")
     return text
@@ -506,7 +638,7 @@ def main_ab(a_wasm: Path, b_wasm: Path) -> int:
             gateway = variants()["gateway"]
             envoys = {}
             for name, wasm in (("a", a_wasm), ("b", b_wasm)):
-                proc, port = start_envoy(gateway, backend.port, tmp, name, wasm)
+                proc, port, _ = start_envoy(gateway, backend.port, tmp, name, wasm)
                 procs.append(proc)
                 envoys[name] = (proc, port)
             for scenario in scenarios:
@@ -537,22 +669,23 @@ def main() -> int:
             parser.error("--ab takes A and at most one B")
         return main_ab(args.ab[0].resolve(), args.ab[1].resolve() if len(args.ab) == 2 else WASM)
     peers_mode = args.peers
-    for needed in (WASM, NOOP_WASM):
+    for needed in (WASM, *FLOOR_WASM.values()):
         if not needed.is_file():
             raise SystemExit(f"missing {needed}: run `make bench` (it builds everything)")
     # make bench-peers: scenario 1 and the peer only, written beside the main results.
-    only = selected_ids([sc.id for sc in SCENARIOS] + [STREAM_ID, SOAK_ID], "chat-1k" if peers_mode else "")
+    only = selected_ids([sc.id for sc in SCENARIOS] + [STREAM_ID, WORKERS_ID, SOAK_ID], "chat-1k" if peers_mode else "")
     peers = None
     backend = start_backend("backend-a")
     subprocess.run(["taskset", "-a", "-p", "-c", LOAD_CPU, str(backend.proc.pid)], check=True, capture_output=True)
     procs = []
-    rows, stream, soaked = [], None, None
+    rows, stream, soaked, workers = [], None, None, None
     try:
         with tempfile.TemporaryDirectory() as tmpdir:
             tmp = Path(tmpdir)
             envoys = {}
-            for name, bootstrap in variants().items():
-                proc, port = start_envoy(bootstrap, backend.port, tmp, name, NOOP_WASM if name == "noop" else None)
+            bootstraps = variants()
+            for name, bootstrap in bootstraps.items():
+                proc, port, _ = start_envoy(bootstrap, backend.port, tmp, name, FLOOR_WASM.get(name))
                 procs.append(proc)
                 envoys[name] = (proc, port)
             rss_idle = {name: round(rss_mb(proc.pid), 1) for name, (proc, _) in envoys.items()}
@@ -561,6 +694,8 @@ def main() -> int:
                     rows.append(run_scenario(envoys, scenario, tmp))
             if not only or STREAM_ID in only:
                 stream = run_stream(envoys)
+            if not only or WORKERS_ID in only:
+                workers = worker_memory(bootstraps, backend.port, tmp)
             if peers_mode:
                 peers = compare_peers(envoys, backend.port, tmp)
             if SOAK_REQUESTS and (not only or SOAK_ID in only):
@@ -570,13 +705,14 @@ def main() -> int:
             stop(proc)
         stop(backend.proc)
     meta = {"date": time.strftime("%Y-%m-%d"), "seconds": SECONDS, "envoy_concurrency": 1,
-            "wasm_bytes": WASM.stat().st_size, "noop_wasm_bytes": NOOP_WASM.stat().st_size, "cpus": os.cpu_count(),
+            "wasm_bytes": WASM.stat().st_size, "noop_wasm_bytes": NOOP_WASM.stat().st_size,
+            "routing_wasm_bytes": ROUTING_WASM.stat().st_size, "cpus": os.cpu_count(),
             "envoy_cpu": ENVOY_CPU, "load_cpu": LOAD_CPU, "rss_idle_mb": rss_idle,
             "filter_only": bool(os.environ.get("BENCH_FILTER_ONLY"))}
-    result = {"meta": meta, "scenarios": rows, "stream": stream, "soak": soaked, "peers": peers}
+    result = {"meta": meta, "scenarios": rows, "stream": stream, "workers": workers, "soak": soaked, "peers": peers}
     stem = "bench/peers-results" if peers_mode else "bench/results"
     (ROOT / f"{stem}.json").write_text(json.dumps(result, indent=1) + "\n")
-    table = markdown(meta, rows, stream, soaked, peers)
+    table = markdown(meta, rows, stream, soaked, peers, workers)
     (ROOT / f"{stem}.md").write_text(table)
     print("\n" + table)
     return 0
