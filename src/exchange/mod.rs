@@ -7,6 +7,7 @@
 //! drives a whole exchange through a recording host and counts its calls.
 
 mod counters;
+mod edits;
 #[cfg(test)]
 pub mod recording;
 mod response;
@@ -18,6 +19,7 @@ pub use response::{BodyStep, ResponseBody};
 
 use crate::config::Gateway;
 use crate::error::ApiError;
+use crate::headers::Headers;
 use crate::host::{Body, Call, HeaderMap, Host, HostError};
 use crate::metrics;
 use crate::pipeline::{
@@ -49,6 +51,10 @@ pub struct Exchange {
     request: RequestRecord,
     /// Set while the headers are held for the body.
     pending: Option<PendingBody>,
+    /// While the headers are held: the request headers as read, and the
+    /// header stage's edits, applied with the body stage's in one pass.
+    held_headers: Headers,
+    held_edits: HeaderEdits,
     /// The gateway has answered this request itself.
     replied: bool,
     response: ResponseBody,
@@ -77,6 +83,8 @@ impl Exchange {
             error_code: None,
             request: RequestRecord::default(),
             pending: None,
+            held_headers: Headers::default(),
+            held_edits: HeaderEdits::default(),
             replied: false,
             response: ResponseBody::default(),
             usage: None,
@@ -96,19 +104,23 @@ impl Exchange {
         let outcome = gateway.on_request_headers(&headers, end_of_stream);
         self.request = outcome.request;
         self.key_id = outcome.key_id;
-        if let Err(error) = apply(host, HeaderMap::Request, &outcome.edits) {
+        if let AfterHeaders::ReadBody(pending) = outcome.next {
+            // Nothing to tell the host yet: the edits wait for the body's.
+            self.pending = Some(pending);
+            self.held_headers = headers;
+            self.held_edits = outcome.edits;
+            return Flow::Pause;
+        }
+        if let Err(error) = apply(host, HeaderMap::Request, &headers, &[&outcome.edits]) {
             return self.fail(host, &error.to_string());
         }
         match outcome.next {
-            AfterHeaders::Reply(reply) => self.send(host, &reply),
             AfterHeaders::Route(plan) => {
                 self.request.plan = plan;
                 self.clear_route_cache(host)
             }
-            AfterHeaders::ReadBody(pending) => {
-                self.pending = Some(pending);
-                Flow::Pause
-            }
+            AfterHeaders::Reply(reply) => self.send(host, &reply),
+            AfterHeaders::ReadBody(_) => Flow::Pause,
         }
     }
 
@@ -176,7 +188,7 @@ impl Exchange {
             AfterResponseHeaders::Edit { mut edits, body } => {
                 edits.set.extend(self.request.plan.headers.iter().cloned());
                 self.response = ResponseBody::new(body);
-                if let Err(error) = apply(host, HeaderMap::Response, &edits) {
+                if let Err(error) = apply(host, HeaderMap::Response, &headers, &[&edits]) {
                     warn!("[{}] {error}", self.id);
                 }
                 Flow::Continue
@@ -298,21 +310,35 @@ impl Exchange {
             Ok(body) => body.unwrap_or_default(),
             Err(status) => return self.fail_call(host, Call::ReadBody(Body::Request), status),
         };
+        let held = std::mem::take(&mut self.held_edits);
+        let headers = std::mem::take(&mut self.held_headers);
         match gateway.on_request_body(&pending, &body) {
-            AfterBody::Reply(reply) => self.send(host, &reply),
+            AfterBody::Reply(reply) => {
+                // Applied for the access log (the key's id), never forwarded.
+                if let Err(error) = apply(host, HeaderMap::Request, &headers, &[&held]) {
+                    return self.fail(host, &error.to_string());
+                }
+                self.send(host, &reply)
+            }
             AfterBody::Forward {
                 edits,
                 new_body,
                 response,
             } => {
                 self.request.plan = response;
-                if let Err(error) = apply(host, HeaderMap::Request, &edits) {
-                    return self.fail(host, &error.to_string());
-                }
-                if let Some(new_body) = new_body {
-                    if let Err(error) = replace_request_body(host, body.len(), &new_body) {
-                        return self.fail(host, &error.to_string());
+                // A stale content-length would make Envoy send a truncated body.
+                let mut length = HeaderEdits::default();
+                if let Some(new_body) = &new_body {
+                    if let Err(status) = host.set_body(Body::Request, 0, body.len(), new_body) {
+                        return self.fail_call(host, Call::ReplaceBody(Body::Request), status);
                     }
+                    length
+                        .set
+                        .push(("content-length".to_string(), new_body.len().to_string()));
+                }
+                let all = [&held, &edits, &length];
+                if let Err(error) = apply(host, HeaderMap::Request, &headers, &all) {
+                    return self.fail(host, &error.to_string());
                 }
                 self.clear_route_cache(host)
             }
@@ -370,34 +396,25 @@ impl Exchange {
     }
 }
 
-/// Replaces the request body and fixes `content-length`: a stale one would
-/// make Envoy send a truncated body.
-fn replace_request_body(
+/// Makes the headers `current` (as read) what `edits` say, one host call per
+/// header that changes: none when nothing does. (Replacing the whole map in
+/// one `set_map_bytes` call measured slower: Envoy removes and re-adds every
+/// header.)
+fn apply(
     host: &impl Host,
-    old_size: usize,
-    new_body: &[u8],
+    map: HeaderMap,
+    current: &Headers,
+    edits: &[&HeaderEdits],
 ) -> Result<(), HostError> {
-    host.set_body(Body::Request, 0, old_size, new_body)
-        .map_err(|s| HostError::new(Call::ReplaceBody(Body::Request), s))?;
-    let length = new_body.len().to_string();
-    host.set_header(HeaderMap::Request, "content-length", Some(&length))
-        .map_err(|s| {
-            HostError::new(
-                Call::SetHeader(HeaderMap::Request, "content-length".into()),
-                s,
-            )
-        })
-}
-
-/// Applies header edits: removals first, then sets.
-fn apply(host: &impl Host, map: HeaderMap, edits: &HeaderEdits) -> Result<(), HostError> {
-    for name in &edits.remove {
-        host.set_header(map, name, None)
-            .map_err(|s| HostError::new(Call::RemoveHeader(map, name.clone()), s))?;
-    }
-    for (name, value) in &edits.set {
-        host.set_header(map, name, Some(value))
-            .map_err(|s| HostError::new(Call::SetHeader(map, name.clone()), s))?;
+    for change in edits::changes(current, edits) {
+        match change {
+            edits::Change::Set(name, value) => host
+                .set_header(map, name, Some(value))
+                .map_err(|s| HostError::new(Call::SetHeader(map, name.to_string()), s))?,
+            edits::Change::Remove(name) => host
+                .set_header(map, name, None)
+                .map_err(|s| HostError::new(Call::RemoveHeader(map, name.to_string()), s))?,
+        }
     }
     Ok(())
 }
