@@ -19,6 +19,17 @@ pub struct Usage {
     pub cached_tokens: u64,
 }
 
+impl Usage {
+    /// The counts as an access log prints them:
+    /// `prompt_tokens=12 completion_tokens=3 cached_tokens=0`.
+    pub fn log_fields(&self) -> String {
+        format!(
+            "prompt_tokens={} completion_tokens={} cached_tokens={}",
+            self.prompt_tokens, self.completion_tokens, self.cached_tokens
+        )
+    }
+}
+
 /// The outcome of adjusting one JSON object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Adjusted {

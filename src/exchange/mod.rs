@@ -62,13 +62,11 @@ pub struct Exchange {
     usage: Option<Usage>,
 }
 
-/// The filter-state properties that publish an exchange's usage to Envoy's
-/// access log (`%FILTER_STATE(wasm.openai_gateway_prompt_tokens:PLAIN)%`).
-pub const USAGE_PROPERTIES: [&str; 3] = [
-    "openai_gateway_prompt_tokens",
-    "openai_gateway_completion_tokens",
-    "openai_gateway_cached_tokens",
-];
+/// The filter-state property that publishes an exchange's usage to Envoy's
+/// access log, `%FILTER_STATE(wasm.openai_gateway_usage:PLAIN)%`, as
+/// `prompt_tokens=12 completion_tokens=3 cached_tokens=0`. One property,
+/// not one per count: each `set_property` costs Envoy a filter-state object.
+pub const USAGE_PROPERTY: &str = "openai_gateway_usage";
 
 impl Exchange {
     /// A new exchange. Without a gateway (an invalid configuration), every
@@ -286,19 +284,10 @@ impl Exchange {
     /// Keeps the usage for the metrics and publishes it to Envoy's access log.
     fn record_usage(&mut self, host: &impl Host, usage: Usage) {
         self.usage = Some(usage);
-        let values = [
-            usage.prompt_tokens,
-            usage.completion_tokens,
-            usage.cached_tokens,
-        ];
-        for (name, value) in USAGE_PROPERTIES.into_iter().zip(values) {
-            if let Err(status) = host.set_property(&[name], value.to_string().as_bytes()) {
-                warn!(
-                    "[{}] {}",
-                    self.id,
-                    HostError::new(Call::SetProperty(name), status)
-                );
-            }
+        let fields = usage.log_fields();
+        if let Err(status) = host.set_property(&[USAGE_PROPERTY], fields.as_bytes()) {
+            let error = HostError::new(Call::SetProperty(USAGE_PROPERTY), status);
+            warn!("[{}] {error}", self.id);
         }
     }
 

@@ -150,9 +150,9 @@ fn a_chat_exchange_end_to_end() {
     assert_eq!(
         host.properties
             .borrow()
-            .get("openai_gateway_completion_tokens")
+            .get("openai_gateway_usage")
             .map(Vec::as_slice),
-        Some(&b"3"[..])
+        Some(&b"prompt_tokens=12 completion_tokens=3 cached_tokens=0"[..])
     );
 
     // The host calls of each stage, exactly. The request's header edits:
@@ -180,7 +180,7 @@ fn a_chat_exchange_end_to_end() {
             ("set_header", 3),
             ("body", 1),
             ("set_body", 1),
-            ("set_property", 3),
+            ("set_property", 1),
         ])
     );
     // Three increments: no cached tokens, and Envoy refuses an increment of 0.
@@ -251,7 +251,7 @@ fn a_streamed_exchange_end_to_end() {
     let chunks = stream_events(true).len().div_ceil(97);
     assert_eq!(calls["body"], chunks);
     assert!(calls["set_body"] <= chunks);
-    assert_eq!(calls["set_property"], 3);
+    assert_eq!(calls["set_property"], 1);
     assert_eq!(calls["headers"], 1);
 
     host.reset_calls();
@@ -525,8 +525,8 @@ fn whole_exchange(counters: &Rc<Counters>, kind: &str) -> usize {
 fn host_call_budgets() {
     let counters = Rc::new(Counters::default());
     let budgets = [
-        ("chat 1 KB", 26),
-        ("streamed chat, 20 events", 66),
+        ("chat 1 KB", 24),
+        ("streamed chat, 20 events", 64),
         ("rejected: bad key", 3),
         ("GET /v1/models", 6),
     ];
