@@ -9,7 +9,7 @@
 
 use log::error;
 use openai_gateway::charger::Charger;
-use openai_gateway::exchange::{Counters, Exchange, Flow};
+use openai_gateway::exchange::{Counters, Exchange, Flow, FLUSH_EVERY_MS};
 use openai_gateway::headers::Headers;
 use openai_gateway::host::{Body, HeaderMap, Host, Status};
 use openai_gateway::plugin::{self, Plugin};
@@ -18,6 +18,7 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
 use std::rc::Rc;
+use std::time::Duration;
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
@@ -123,7 +124,13 @@ pub struct Root {
     counters: Rc<Counters>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    /// The VM is going away: its last counts go to Envoy first.
+    fn on_done(&mut self) -> bool {
+        self.counters.flush(&Envoy);
+        true
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -140,7 +147,16 @@ impl RootContext for Root {
             }
         };
         match plugin::configure(&bytes) {
-            Ok(Plugin::Gateway(gateway)) => self.gateway = Some(Rc::from(gateway)),
+            Ok(Plugin::Gateway(gateway)) => {
+                self.gateway = Some(Rc::from(gateway));
+                // Exchanges add to the counters in the VM; the tick hands
+                // the sums to Envoy (see exchange::Counters).
+                let every = Duration::from_millis(FLUSH_EVERY_MS);
+                if let Err(status) = hostcalls::set_tick_period(every) {
+                    error!("openai-gateway: cannot set the counters' tick ({status:?}); refusing to start");
+                    return false;
+                }
+            }
             Ok(Plugin::Charger(charger)) => self.charger = Some(Rc::new(charger)),
             Err(err) => {
                 error!("openai-gateway: {err}");
@@ -161,6 +177,10 @@ impl RootContext for Root {
             self.gateway.clone(),
             self.counters.clone(),
         ))))
+    }
+
+    fn on_tick(&mut self) {
+        self.counters.flush(&Envoy);
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -14,7 +14,7 @@ mod response;
 #[cfg(test)]
 mod tests;
 
-pub use counters::Counters;
+pub use counters::{Counters, FLUSH_EVERY_MS};
 pub use response::{BodyStep, ResponseBody};
 
 use crate::config::Gateway;

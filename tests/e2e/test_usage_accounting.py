@@ -11,7 +11,11 @@ import httpx
 import openai
 import pytest
 
-from harness import HI, sdk
+from harness import HI, sdk, wait_until
+
+# Each Envoy worker hands its counts to Envoy's stats once a second
+# (exchange::Counters); a scrape sees an exchange at most that late.
+FLUSH_SECONDS = 1.0
 
 
 def prometheus(gateway) -> str:
@@ -53,9 +57,11 @@ def test_counters_equal_the_usage_the_backends_reported(gateway, backends):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="llama-3.1-8b-instruct", messages=HI, n=2)
 
-    time.sleep(0.2)  # on_log runs after the response has been sent
-    text = prometheus(gateway)
     labels = {"key_id": "test-metrics", "model": "llama-3_1-8b-instruct"}
+    # on_log runs after the response has been sent; the tick follows.
+    wait_until(lambda: counter(prometheus(gateway), "openai_gateway_requests_total", key_id="test-metrics") == 5,
+               5 * FLUSH_SECONDS, "the counters' flush")
+    text = prometheus(gateway)
     assert counter(text, "openai_gateway_prompt_tokens_total", **labels) == expected_prompt
     assert counter(text, "openai_gateway_completion_tokens_total", **labels) == expected_completion
     assert counter(text, "openai_gateway_cached_tokens_total", **labels) == 0
@@ -67,14 +73,18 @@ def test_counters_equal_the_usage_the_backends_reported(gateway, backends):
 
 
 def test_refused_keys_are_counted_by_error_code(gateway):
-    before = counter(prometheus(gateway), "openai_gateway_requests_total", error_code="invalid_api_key")
+    def refused() -> int:
+        return counter(prometheus(gateway), "openai_gateway_requests_total", error_code="invalid_api_key",
+                       key_id="none", status_class="4xx")
+
+    time.sleep(1.5 * FLUSH_SECONDS)  # earlier tests' counts have been flushed
+    before = refused()
     bad = sdk(gateway, "sk-wrong-key-for-metrics")
     with pytest.raises(openai.AuthenticationError):
         bad.models.list()
-    time.sleep(0.2)
-    after = counter(prometheus(gateway), "openai_gateway_requests_total", error_code="invalid_api_key",
-                    key_id="none", status_class="4xx")
-    assert after == before + 1
+    wait_until(lambda: refused() >= before + 1, 5 * FLUSH_SECONDS, "the refusal to be counted")
+    time.sleep(1.5 * FLUSH_SECONDS)  # and counted once
+    assert refused() == before + 1
 
 
 def test_access_log_prints_key_model_backend_status_and_tokens(gateway):
