@@ -128,8 +128,13 @@ pub fn duration(milliseconds: u64) -> String {
 pub fn headers_to_remove(headers: &Headers) -> Vec<String> {
     headers
         .iter()
+        .filter(|(n, _)| {
+            DRAFT
+                .iter()
+                .chain([&MARKER_HEADER, &"x-envoy-ratelimited"])
+                .any(|known| n.eq_ignore_ascii_case(known))
+        })
         .map(|(n, _)| n.to_ascii_lowercase())
-        .filter(|n| DRAFT.contains(&n.as_str()) || n == MARKER_HEADER || n == "x-envoy-ratelimited")
         .collect()
 }
 

@@ -24,7 +24,10 @@ impl Gateway {
         }
         let mut remove: Vec<String> = headers
             .iter()
-            .filter(|(name, _)| name.to_ascii_lowercase().starts_with("access-control-"))
+            .filter(|(name, _)| {
+                name.get(..15)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("access-control-"))
+            })
             .map(|(name, _)| name.to_string())
             .collect();
         remove.extend(ratelimit::headers_to_remove(headers));
