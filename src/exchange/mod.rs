@@ -55,6 +55,9 @@ pub struct Exchange {
     /// header stage's edits, applied with the body stage's in one pass.
     held_headers: Headers,
     held_edits: HeaderEdits,
+    /// A header-stage answer that waits for the (small) body to arrive, so
+    /// Envoy can keep the connection: answered before the body, it must close it.
+    answer_after_body: Option<Reply>,
     /// The gateway has answered this request itself.
     replied: bool,
     response: ResponseBody,
@@ -83,6 +86,7 @@ impl Exchange {
             pending: None,
             held_headers: Headers::default(),
             held_edits: HeaderEdits::default(),
+            answer_after_body: None,
             replied: false,
             response: ResponseBody::default(),
             usage: None,
@@ -117,6 +121,10 @@ impl Exchange {
                 self.request.plan = plan;
                 self.clear_route_cache(host)
             }
+            AfterHeaders::Reply(reply) if !end_of_stream && drains_quickly(&headers) => {
+                self.answer_after_body = Some(reply);
+                Flow::Pause
+            }
             AfterHeaders::Reply(reply) => self.send(host, &reply),
             AfterHeaders::ReadBody(_) => Flow::Pause,
         }
@@ -128,6 +136,9 @@ impl Exchange {
         body_size: usize,
         end_of_stream: bool,
     ) -> Flow {
+        if self.answer_after_body.is_some() {
+            return self.answer_once_read(host, body_size, end_of_stream);
+        }
         if self.pending.is_none() || self.replied {
             return Flow::Continue;
         }
@@ -147,6 +158,9 @@ impl Exchange {
 
     /// With trailers the body never ends with `end_of_stream`: decide here.
     pub fn on_request_trailers(&mut self, host: &impl Host) -> Flow {
+        if self.answer_after_body.is_some() {
+            return self.answer_once_read(host, 0, true);
+        }
         if self.pending.is_none() || self.replied {
             return Flow::Continue;
         }
@@ -155,6 +169,19 @@ impl Exchange {
             Err(status) => return self.fail_call(host, Call::ReadBody(Body::Request), status),
         };
         self.decide_body(host, size)
+    }
+
+    /// The header stage's answer, once the body it waited for has arrived
+    /// (or has grown past what it waits for).
+    fn answer_once_read(&mut self, host: &impl Host, received: usize, end_of_stream: bool) -> Flow {
+        let grown = u64::try_from(received).map_or(true, |r| r > ANSWER_AFTER_BODY_BYTES);
+        if !end_of_stream && !grown {
+            return Flow::Pause;
+        }
+        match self.answer_after_body.take() {
+            Some(reply) => self.send(host, &reply),
+            None => Flow::Continue,
+        }
     }
 
     pub fn on_response_headers(&mut self, host: &impl Host) -> Flow {
@@ -383,6 +410,17 @@ impl Exchange {
         };
         self.send(host, &reply)
     }
+}
+
+/// Bodies up to this size are read before a header-stage refusal (a bad
+/// key, a wrong content type) is sent, so the client keeps its connection,
+/// as with OpenAI's API. Larger or unannounced ones are refused at once:
+/// Envoy then closes the connection rather than read them.
+pub const ANSWER_AFTER_BODY_BYTES: u64 = 64 * 1024;
+
+/// The request announces a body small enough to read before refusing it.
+fn drains_quickly(headers: &Headers) -> bool {
+    crate::body_headers::declared_length(headers).is_some_and(|n| n <= ANSWER_AFTER_BODY_BYTES)
 }
 
 /// Makes the headers `current` (as read) what `edits` say, one host call per

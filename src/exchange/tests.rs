@@ -287,18 +287,21 @@ fn a_rejected_request_is_answered_without_reaching_a_backend() {
     chat_request(&host, CHAT);
     host.request_headers.borrow_mut()[3].1 = b"Bearer sk-wrong".to_vec();
     assert_eq!(ex.on_request_headers(&host, false), Flow::Pause);
+    // The small body is read first, so Envoy can keep the connection.
+    assert!(host.reply.borrow().is_none());
+    assert_eq!(
+        deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 2),
+        [Flow::Pause, Flow::Pause]
+    );
     let reply = host.reply.borrow().clone().unwrap();
     assert_eq!(reply.status, 401);
     let body: Value = serde_json::from_slice(&reply.body).unwrap();
     assert_eq!(body["error"]["code"], "invalid_api_key");
     // Nothing more happens on this exchange: no body read, no routing.
-    assert_eq!(
-        deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1),
-        [Flow::Continue]
-    );
     assert_eq!(ex.on_response_headers(&host), Flow::Continue);
     assert!(host.foreign_calls.borrow().is_empty());
-    // No internal header to strip, no key to name: no header edit at all.
+    // No internal header to strip, no key to name: no header edit at all,
+    // and the body is never read into the VM.
     assert_eq!(host.counts(), counts(&[("headers", 1), ("send_reply", 1)]));
     host.reset_calls();
     ex.on_log(&host);
@@ -307,6 +310,34 @@ fn a_rejected_request_is_answered_without_reaching_a_backend() {
         host.counter("openai_gateway_requests_total.key_id.none.model.none.status_class.4xx.error_code.invalid_api_key"),
         Some(1)
     );
+}
+
+#[test]
+fn a_refusal_does_not_wait_for_a_large_or_unannounced_body() {
+    for length in [Some("65537"), None] {
+        let host = RecordingHost::default();
+        let mut ex = exchange();
+        chat_request(&host, CHAT);
+        host.request_headers.borrow_mut()[3].1 = b"Bearer sk-wrong".to_vec();
+        host.request_headers
+            .borrow_mut()
+            .retain(|(n, _)| n != "content-length");
+        if let Some(length) = length {
+            host.request_headers
+                .borrow_mut()
+                .push(("content-length".into(), length.as_bytes().to_vec()));
+        }
+        assert_eq!(ex.on_request_headers(&host, false), Flow::Pause);
+        assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(401));
+    }
+    // A body announced small that keeps growing is refused once it passes the bound.
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, CHAT);
+    host.request_headers.borrow_mut()[3].1 = b"Bearer sk-wrong".to_vec();
+    ex.on_request_headers(&host, false);
+    assert_eq!(ex.on_request_body(&host, 70_000, false), Flow::Pause);
+    assert_eq!(host.reply.borrow().as_ref().map(|r| r.status), Some(401));
 }
 
 #[test]
@@ -508,6 +539,7 @@ fn whole_exchange(counters: &Rc<Counters>, kind: &str) -> usize {
             chat_request(&host, CHAT);
             host.request_headers.borrow_mut()[3].1 = b"Bearer sk-wrong".to_vec();
             ex.on_request_headers(&host, false);
+            deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
         }
         "GET /v1/models" => {
             *host.request_headers.borrow_mut() = pairs(&[

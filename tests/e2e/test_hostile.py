@@ -7,14 +7,16 @@ Each case goes over one raw HTTP/1.1 connection (raw, because the cases are
 byte-level: bare CR, NUL, chunk framing), and a valid request follows it:
 
 - on the same connection when Envoy has read the whole bad request before the
-  answer (the filter's body stage, a request without a body). The demo sets
+  answer (the filter's body stage, a request without a body, and the
+  header-stage 401/415 of a request whose announced body is at most 64 KiB:
+  the filter reads it before answering). The demo sets
   `stream_error_on_invalid_http_message` so that this holds for 400s too;
 - on a new connection, served at once, when the answer comes before the body
-  has been read (the filter's header-stage 401/413/415 on a request with a
-  body) or when Envoy's HTTP codec refused the request (431, NUL in a header,
-  a broken request line). Envoy then sends `connection: close` and closes: it
-  will not read (or cannot frame) the rest of the request. The table says
-  which for each case, and the test checks it.
+  has been read (a header-stage 413 for a body announced over the limit, a
+  refusal of a larger or unannounced body) or when Envoy's HTTP codec refused
+  the request (431, NUL in a header, a broken request line). Envoy then sends
+  `connection: close` and closes: it will not read (or cannot frame) the rest
+  of the request. The table says which for each case, and the test checks it.
 
 Covered elsewhere and not repeated here: truncated JSON, an empty body with a
 content type, a non-object body, no `model`, `model` twice
@@ -226,20 +228,18 @@ CASES = [
          404, "does not exist", "model", "model_not_found"),
     # --- how the body is sent -------------------------------------------------------------
     Case("gzip-body", request(gzip.compress(body_of()), extra=b"Content-Encoding: gzip\r\n"), 415,
-         "Send the body uncompressed", keeps_connection=False),
+         "Send the body uncompressed"),
     Case("br-label-on-a-plain-body", request(body_of(), extra=b"Content-Encoding: br\r\n"), 415,
-         "content-encoding: br", keeps_connection=False),
-    Case("no-content-type", request(body_of(), content_type=None), 415, "has no content type", keeps_connection=False),
-    Case("text-plain", request(body_of(), content_type="text/plain"), 415, "Content-Type: application/json",
-         keeps_connection=False),
+         "content-encoding: br"),
+    Case("no-content-type", request(body_of(), content_type=None), 415, "has no content type"),
+    Case("text-plain", request(body_of(), content_type="text/plain"), 415, "Content-Type: application/json"),
     Case("form-urlencoded", request(body_of(), content_type="application/x-www-form-urlencoded"), 415,
-         "Content-Type: application/json", keeps_connection=False),
-    Case("json-in-utf-16", request(body_of(), content_type="application/json; charset=utf-16"), 415, "UTF-8",
-         keeps_connection=False),
+         "Content-Type: application/json"),
+    Case("json-in-utf-16", request(body_of(), content_type="application/json; charset=utf-16"), 415, "UTF-8"),
     Case("json-content-type-any-case-with-charset", request(body_of(), content_type="Application/JSON; charset=UTF-8"),
          200, forwarded=no_control_characters),
     Case("transcription-sent-as-json", request(b'{"model": "whisper-1"}', path="/v1/audio/transcriptions"), 415,
-         "multipart/form-data", keeps_connection=False),
+         "multipart/form-data"),
     Case("empty-body", request(b""), 400, "body is empty"),
     Case("empty-chunked-body", request(None, extra=b"Transfer-Encoding: chunked\r\n") + b"0\r\n\r\n", 400, "body is empty"),
     # Only the headers are sent: the refusal comes before any body byte.
@@ -266,7 +266,10 @@ CASES = [
     # --- keys ------------------------------------------------------------------------------
     Case("authorization-twice", request(**MODELS, extra=b"Authorization: Bearer sk-demo\r\n"), 401, "exactly one"),
     Case("authorization-twice-with-a-body", request(body_of(), extra=b"Authorization: Bearer sk-demo\r\n"), 401,
-         "exactly one", keeps_connection=False),
+         "exactly one"),
+    # A refusal does not wait for a body over 64 KiB: Envoy closes rather than read it.
+    Case("wrong-key-with-a-large-body", request(body_of(user="x" * 70_000), key=b"sk-wrong"), 401,
+         "Incorrect API key", code="invalid_api_key", keeps_connection=False),
     Case("key-cyrillic-look-alike", request(**MODELS, key=CYRILLIC_KEY), 401, "Incorrect API key", code="invalid_api_key"),
     Case("key-fullwidth", request(**MODELS, key=FULLWIDTH_KEY), 401, "Incorrect API key", code="invalid_api_key"),
     Case("key-zero-width-space", request(**MODELS, key=ZERO_WIDTH_KEY), 401, "Incorrect API key", code="invalid_api_key"),
