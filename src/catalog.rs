@@ -97,6 +97,10 @@ pub struct Model {
     pub upstream_model: Option<String>,
     pub owned_by: String,
     pub created: u64,
+    /// Tokens of prompt and output together, when the operator declared it.
+    pub context_window: Option<u64>,
+    /// Output tokens per request at most, when declared.
+    pub max_output_tokens: Option<u64>,
 }
 
 impl Model {

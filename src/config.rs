@@ -114,6 +114,19 @@ pub struct ModelConfig {
     /// Unix time shown as `created` by `GET /v1/models`.
     #[serde(default)]
     pub created: u64,
+    /// The model's context window in tokens (prompt and output together).
+    /// A request that provably cannot fit it is refused with 400
+    /// `context_length_exceeded` before it reaches the backend.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 100_000_000)))]
+    pub context_window: Option<u64>,
+    /// The most output tokens the model produces per request; a larger
+    /// `max_tokens` / `max_completion_tokens` / `max_output_tokens` is
+    /// refused with 400 on that field. Without it, the context window bounds
+    /// the output.
+    #[serde(default)]
+    #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 100_000_000)))]
+    pub max_output_tokens: Option<u64>,
 }
 
 fn default_owned_by() -> String {
@@ -262,6 +275,7 @@ fn compile_catalog(configs: Vec<ModelConfig>) -> Result<Catalog, ConfigError> {
         if let Some(upstream) = &m.upstream_model {
             check_name(upstream, &format!("{at}.upstream_model"))?;
         }
+        check_windows(m.context_window, m.max_output_tokens, &at)?;
         models.push(Model {
             id: m.id,
             category: m.category,
@@ -271,9 +285,33 @@ fn compile_catalog(configs: Vec<ModelConfig>) -> Result<Catalog, ConfigError> {
             upstream_model: m.upstream_model,
             owned_by: m.owned_by,
             created: m.created,
+            context_window: m.context_window,
+            max_output_tokens: m.max_output_tokens,
         });
     }
     Catalog::new(models).map_err(ConfigError)
+}
+
+/// The largest token count a window or output limit may be (a larger one is
+/// a typo, not a model).
+const MAX_WINDOW_TOKENS: u64 = 100_000_000;
+
+/// `context_window` and `max_output_tokens`: 1 to 10^8 tokens, the output
+/// limit within the window.
+fn check_windows(window: Option<u64>, output: Option<u64>, at: &str) -> Result<(), ConfigError> {
+    for (value, field) in [(window, "context_window"), (output, "max_output_tokens")] {
+        if value.is_some_and(|n| n == 0 || n > MAX_WINDOW_TOKENS) {
+            return Err(ConfigError(format!(
+                "{at}.{field}: must be 1 to {MAX_WINDOW_TOKENS} tokens"
+            )));
+        }
+    }
+    match (window, output) {
+        (Some(w), Some(o)) if o > w => Err(ConfigError(format!(
+            "{at}.max_output_tokens: {o} is more than the context window ({w})"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `api_keys`: at least one; ids and digests unique; digests (never keys) in

@@ -35,6 +35,7 @@ pub enum ErrorCode {
     InvalidApiKey,
     ModelNotFound,
     RateLimitExceeded,
+    ContextLengthExceeded,
 }
 
 impl ErrorCode {
@@ -43,6 +44,7 @@ impl ErrorCode {
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
+            ErrorCode::ContextLengthExceeded => "context_length_exceeded",
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod catalog;
 pub mod charger;
 pub mod compat;
 pub mod config;
+pub mod context;
 pub mod endpoints;
 pub mod error;
 pub mod exchange;

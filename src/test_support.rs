@@ -58,6 +58,8 @@ pub fn test_model(id: &str, category: Category, backend: &str) -> Model {
         aliases: vec![],
         capabilities: vec![],
         upstream_model: None,
+        context_window: None,
+        max_output_tokens: None,
         owned_by: "system".into(),
         created: 0,
     }

@@ -58,6 +58,10 @@ fn invalid_configurations_are_refused_with_the_field_named() {
         (|c| c["limits"] = json!({"max_request_bytes": 0}), "limits.max_request_bytes"),
         (|c| c["limits"] = json!({"max_request_bytes": -1}), "invalid value"),
         (|c| c["limits"] = json!({"max_body": 1}), "unknown field `max_body`"),
+        (|c| c["models"][0]["context_window"] = json!(0), "models[0].context_window: must be 1 to"),
+        (|c| c["models"][1]["max_output_tokens"] = json!(100_000_001), "models[1].max_output_tokens"),
+        (|c| c["models"][0]["context_window"] = json!(-1), "invalid value"),
+        (|c| { c["models"][0]["context_window"] = json!(100); c["models"][0]["max_output_tokens"] = json!(200) }, "more than the context window"),
     ];
     for (edit, needle) in cases {
         let mut config = sample();

@@ -7,6 +7,7 @@ use super::{AfterBody, HeaderEdits, PendingBody, Reply, ResponsePlan};
 use crate::auth::ApiKey;
 use crate::catalog::Model;
 use crate::config::Gateway;
+use crate::context;
 use crate::endpoints::{BodyKind, Endpoint};
 use crate::error::ApiError;
 use crate::json::{self, Json};
@@ -78,6 +79,7 @@ impl Gateway {
         let requested = model_member(&document)?;
         let model = self.resolve_model(key, endpoint, requested)?;
         let mut effects = validate::check(endpoint, &document, model)?;
+        context::check(endpoint, &document, model)?;
         let previous = self.previous_response(&document, &key.id, model)?;
         if let Some((rewrite, _)) = &previous {
             effects.rewrites.push(rewrite.clone());
