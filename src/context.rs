@@ -75,12 +75,12 @@ impl Shape {
         {
             Endpoint::ChatCompletions => (
                 "messages",
-                conversation_tokens,
+                text_tokens,
                 &["max_completion_tokens", "max_tokens"][..],
             ),
             Endpoint::Completions => ("prompt", longest_sequence, &["max_tokens"][..]),
             Endpoint::Embeddings => ("input", longest_sequence, &[][..]),
-            Endpoint::Responses => ("input", conversation_tokens, &["max_output_tokens"][..]),
+            Endpoint::Responses => ("input", text_tokens, &["max_output_tokens"][..]),
             _ => return None,
         };
         Some(Shape {
@@ -113,7 +113,8 @@ pub fn min_tokens(text: &str) -> u64 {
     words
 }
 
-/// The words of every string in a value (a message, its content parts).
+/// The words of every text in a value: a chat conversation or a Responses
+/// input is one sequence (messages, their content and text parts).
 fn text_tokens(value: &Json) -> u64 {
     match value {
         Json::String(s) => min_tokens(s),
@@ -126,11 +127,6 @@ fn text_tokens(value: &Json) -> u64 {
             .fold(0, u64::saturating_add),
         _ => 0,
     }
-}
-
-/// A chat conversation or a Responses input: everything in it is one sequence.
-fn conversation_tokens(value: &Json) -> u64 {
-    text_tokens(value)
 }
 
 /// A prompt or embeddings input: a text, a token array, or a batch of either,
