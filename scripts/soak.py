@@ -28,7 +28,7 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/e2e"))
-from harness import MOCK, connection_manager, demo_bootstrap, start_gateway, stop, wait_until  # noqa: E402
+from harness import MOCK, connection_manager, demo_bootstrap, start_gateway, stop  # noqa: E402
 
 SECONDS = int(os.environ.get("SOAK_SECONDS", "60"))
 CONNECTIONS = int(os.environ.get("SOAK_CONNECTIONS", "256"))
