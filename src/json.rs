@@ -286,6 +286,13 @@ pub const MAX_DEPTH: usize = 128;
 
 /// Refuses bodies nested deeper than [`MAX_DEPTH`], in one pass over the bytes.
 fn check_depth(body: &[u8]) -> Result<(), JsonError> {
+    // Nesting needs an opening bracket per level: a body with no more than
+    // MAX_DEPTH of them (nearly every body) cannot be too deep, and counting
+    // them is a far cheaper loop than following strings and escapes.
+    let openings = body.iter().filter(|b| matches!(b, b'[' | b'{')).count();
+    if openings <= MAX_DEPTH {
+        return Ok(());
+    }
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;
@@ -404,6 +411,18 @@ mod tests {
         at_limit.extend(std::iter::repeat_n(b']', MAX_DEPTH - 1));
         at_limit.push(b'}');
         assert!(JsonObject::parse(&at_limit).is_ok());
+        // One level more is refused (the bracket count alone cannot clear it)...
+        let mut over = b"{\"a\":".to_vec();
+        over.extend(std::iter::repeat_n(b'[', MAX_DEPTH));
+        over.extend(std::iter::repeat_n(b']', MAX_DEPTH));
+        over.push(b'}');
+        assert!(matches!(
+            JsonObject::parse(&over),
+            Err(JsonError::Syntax(_))
+        ));
+        // ...while many shallow brackets are not nesting.
+        let siblings = format!(r#"{{"a":[{}[]]}}"#, "[],".repeat(MAX_DEPTH * 2));
+        assert!(JsonObject::parse(siblings.as_bytes()).is_ok());
         // Brackets inside strings do not count.
         let in_string = format!(r#"{{"a":"{}"}}"#, "[".repeat(1000));
         assert!(JsonObject::parse(in_string.as_bytes()).is_ok());
