@@ -134,9 +134,7 @@ fn text_tokens(value: &Json) -> u64 {
 fn longest_sequence(value: &Json) -> u64 {
     match value {
         Json::String(s) => min_tokens(s),
-        Json::Array(items) if items.iter().all(|i| matches!(i, Json::Number(_))) => {
-            items.len() as u64
-        }
+        Json::Array(items) if value.is_token_array() => items.len() as u64,
         Json::Array(items) => items.iter().map(longest_sequence).max().unwrap_or(0),
         _ => 0,
     }

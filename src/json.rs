@@ -135,6 +135,12 @@ pub enum Json<'a> {
 pub type Members<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
 
 impl<'a> Json<'a> {
+    /// An array of numbers only: a prompt or input given as token ids,
+    /// whose token count is its length.
+    pub fn is_token_array(&self) -> bool {
+        matches!(self, Json::Array(items) if items.iter().all(|i| matches!(i, Json::Number(_))))
+    }
+
     /// Member `name` of an object.
     pub fn get(&self, name: &str) -> Option<&Json<'a>> {
         match self {

@@ -46,9 +46,7 @@ fn prompt_tokens(value: &Json) -> u64 {
     match value {
         Json::String(s) => count_text(s),
         // A token array (legacy completions, embeddings) is its length.
-        Json::Array(items) if items.iter().all(|i| matches!(i, Json::Number(_))) => {
-            items.len() as u64
-        }
+        Json::Array(items) if value.is_token_array() => items.len() as u64,
         Json::Array(items) => items.iter().map(prompt_tokens).fold(0, u64::saturating_add),
         Json::Object(members) => members
             .iter()
