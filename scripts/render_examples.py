@@ -9,7 +9,7 @@ they cannot drift from what the end-to-end tests run:
   compose network's addresses and the mounted .wasm path.
 - examples/istio/envoyfilter.yaml: the same filters (gateway, requests limiter,
   token charger, tokens limiter) as Istio EnvoyFilter patches, with the same
-  plugin configuration inline."""
+  plugin configuration inline, and the streams' routes' idle timeouts."""
 
 from __future__ import annotations
 
@@ -72,6 +72,15 @@ def envoyfilter(source: dict) -> list[dict]:
         "match": {"context": "GATEWAY"},
         "patch": {"operation": "MERGE", "value": {"rate_limits": vhost["rate_limits"]}},
     })
+    # A VirtualService cannot set a route's idle timeout: the streams' routes
+    # (same names in gateway.yaml) get theirs here.
+    for route in vhost["routes"]:
+        if "idle_timeout" in route["route"]:
+            patches.append({
+                "applyTo": "HTTP_ROUTE",
+                "match": {"context": "GATEWAY", "routeConfiguration": {"vhost": {"route": {"name": route["name"]}}}},
+                "patch": {"operation": "MERGE", "value": {"route": {"idle_timeout": route["route"]["idle_timeout"]}}},
+            })
     ratelimit = next(c for c in source["static_resources"]["clusters"] if c["name"] == "ratelimit")
     cluster = copy.deepcopy(ratelimit)
     cluster["type"] = "STRICT_DNS"

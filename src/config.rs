@@ -157,6 +157,10 @@ pub struct HeaderNames {
     /// Carries the request's estimated token cost (the tokens limiter's
     /// `hits_addend`).
     pub token_cost: String,
+    /// Set to `true` on requests whose response streams (`"stream": true`),
+    /// so an Envoy route can bound them by an idle timeout instead of an
+    /// overall deadline.
+    pub stream: String,
 }
 
 impl Default for HeaderNames {
@@ -166,14 +170,21 @@ impl Default for HeaderNames {
             key_id: "x-gateway-key-id".into(),
             model: "x-gateway-model".into(),
             token_cost: "x-gateway-token-cost".into(),
+            stream: "x-gateway-stream".into(),
         }
     }
 }
 
 impl HeaderNames {
     /// Every header the gateway owns; client-supplied copies are removed.
-    pub fn all(&self) -> [&str; 4] {
-        [&self.backend, &self.key_id, &self.model, &self.token_cost]
+    pub fn all(&self) -> [&str; 5] {
+        [
+            &self.backend,
+            &self.key_id,
+            &self.model,
+            &self.token_cost,
+            &self.stream,
+        ]
     }
 }
 
@@ -450,6 +461,7 @@ fn check_headers(h: &HeaderNames) -> Result<(), ConfigError> {
         ("headers.key_id", &h.key_id),
         ("headers.model", &h.model),
         ("headers.token_cost", &h.token_cost),
+        ("headers.stream", &h.stream),
     ] {
         let valid = !name.is_empty()
             && name.len() <= 64

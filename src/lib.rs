@@ -26,6 +26,7 @@ pub mod host;
 pub mod ids;
 pub mod json;
 pub mod metrics;
+pub mod model_names;
 pub mod multipart;
 pub mod pipeline;
 pub mod plugin;

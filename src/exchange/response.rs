@@ -90,6 +90,7 @@ impl ResponseBody {
             let (kept, usage) = usage::adjust_event(event, plan.hide_usage_chunk);
             adjusted.usage.extend(usage);
             if let Some(bytes) = kept {
+                let bytes = plan.renames.apply(&bytes).unwrap_or(bytes);
                 out.extend_from_slice(&rewrite_event_ids(gateway, plan.ids.as_mut(), event, bytes));
             }
         }
@@ -108,10 +109,14 @@ impl ResponseBody {
     }
 }
 
-/// A whole JSON body: usage fields adjusted, ids in the gateway's form.
+/// A whole JSON body: usage fields adjusted, the model named by its catalog
+/// id, ids in the gateway's form.
 fn adjust_json(body: &[u8], gateway: Option<&Gateway>, plan: &mut ResponsePlan) -> Adjusted {
     let adjusted = usage::adjust(body);
     let mut replacement = adjusted.bytes;
+    if let Some(bytes) = plan.renames.apply(replacement.as_deref().unwrap_or(body)) {
+        replacement = Some(bytes);
+    }
     if let (Some(gateway), Some(ids)) = (gateway, plan.ids.as_mut()) {
         let current = replacement.as_deref().unwrap_or(body);
         if let Some(bytes) = gateway.rewrite_ids(ids, current) {

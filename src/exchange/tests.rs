@@ -135,6 +135,10 @@ fn a_chat_exchange_end_to_end() {
     assert!(client.get("system_fingerprint").is_none());
     assert_eq!(client["usage"]["cache_read_input_tokens"], 0);
     assert_eq!(client["choices"][0]["message"]["content"], "Hello!");
+    assert_eq!(
+        client["model"], "llama-3.1-8b-instruct",
+        "the client sees the catalog id, not the backend's name"
+    );
     let response_calls = host.counts();
 
     host.reset_calls();
@@ -199,7 +203,7 @@ fn stream_events(done: bool) -> Vec<u8> {
     for i in 0..20 {
         out.extend_from_slice(
             format!(
-                "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"w{i} \"}}}}]}}\n\n"
+                "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"meta-llama/Llama-3.1-8B-Instruct\",\"system_fingerprint\":\"fp\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"w{i} \"}}}}]}}\n\n"
             )
             .as_bytes(),
         );
@@ -246,6 +250,11 @@ fn a_streamed_exchange_end_to_end() {
     for (i, event) in events.iter().take(20).enumerate() {
         assert!(event.contains(&format!("\"w{i} \"")), "{event}");
         assert!(!event.contains("system_fingerprint"));
+        // The catalog id, also in the events split across chunks.
+        assert!(
+            event.contains(r#""model":"llama-3.1-8b-instruct""#),
+            "{event}"
+        );
     }
     assert_eq!(events[20], "data: [DONE]");
     assert!(!text.contains("\"usage\""));
@@ -563,7 +572,7 @@ fn host_call_budgets() {
     let counters = Rc::new(Counters::default());
     let budgets = [
         ("chat 1 KB", 21),
-        ("streamed chat, 20 events", 61),
+        ("streamed chat, 20 events", 62),
         ("rejected: bad key", 2),
         ("GET /v1/models", 5),
     ];

@@ -31,6 +31,7 @@ use crate::auth::KeyIndex;
 use crate::config::Gateway;
 use crate::endpoints::{BodyKind, Endpoint};
 use crate::headers::Headers;
+use crate::model_names::Renames;
 
 mod errors;
 mod request_body;
@@ -141,6 +142,8 @@ pub struct ResponsePlan {
     pub adjust_body: bool,
     /// Ids in the response to give the client in the gateway's form.
     pub ids: Option<IdRewrite>,
+    /// The backend's names for models, to give the client as catalog ids.
+    pub renames: Renames,
     /// A stream of this endpoint ends with `data: [DONE]` (chat and legacy
     /// completions; the Responses API ends with `response.completed`).
     pub ends_with_done: bool,

@@ -11,6 +11,7 @@ use crate::context;
 use crate::endpoints::{BodyKind, Endpoint};
 use crate::error::ApiError;
 use crate::json::{self, Json};
+use crate::model_names::Renames;
 use crate::multipart;
 use crate::tokens;
 use crate::validate::{self, Rewrite};
@@ -92,7 +93,12 @@ impl Gateway {
         }
         let new_body = rewrite_json(body, &document, requested, model, &effects.rewrites)?;
         let cost = tokens::estimate(endpoint, &document, self.token_limits.default_max_tokens);
-        let (edits, mut response) = self.forward_to(model, cost);
+        let (mut edits, mut response) = self.forward_to(model, cost);
+        if matches!(json::member(&document, "stream"), Some(Json::Bool(true))) {
+            edits
+                .set
+                .push((self.headers.stream.clone(), "true".to_string()));
+        }
         response.headers = effects
             .response_headers
             .iter()
@@ -108,7 +114,8 @@ impl Gateway {
         );
         response.ends_with_done =
             matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
-        response.adjust_body = reports_usage(endpoint) || response.ids.is_some();
+        response.adjust_body =
+            reports_usage(endpoint) || response.ids.is_some() || !response.renames.is_empty();
         Ok(AfterBody::Forward {
             edits,
             new_body,
@@ -161,6 +168,7 @@ impl Gateway {
             backend: Some(model.backend.clone()),
             model: Some(model.id.clone()),
             token_cost,
+            renames: Renames::new([(model.upstream_name(), model.id.as_str())]),
             ..ResponsePlan::default()
         };
         (edits, response)

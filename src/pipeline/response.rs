@@ -75,7 +75,7 @@ impl Gateway {
                 request.plan.token_cost,
             )));
         }
-        let message = local_reply_message(status, code_details, request);
+        let (status, message) = local_reply_message(status, code_details, request);
         let mut reply = self.error_reply(&ApiError::with_status(status, message));
         reply.headers.extend(retry_headers(headers));
         Some(reply)
@@ -96,11 +96,24 @@ fn unrouted_backend(backend: &str) -> ApiError {
     error
 }
 
-/// What an Envoy local reply with this status means for the client.
-/// `code_details` is Envoy's `response.code_details`.
-fn local_reply_message(status: u16, code_details: &str, request: &RequestRecord) -> String {
+/// What an Envoy local reply with this status means for the client, and
+/// the status to tell it with. `code_details` is Envoy's
+/// `response.code_details`.
+fn local_reply_message(status: u16, code_details: &str, request: &RequestRecord) -> (u16, String) {
     let details = printable(code_details, 200);
-    match status {
+    if status == 408 && request.plan.backend.is_some() {
+        // The request was whole and forwarded: the backend, not the client,
+        // was silent past the route's idle timeout (a stream's first bytes
+        // are late). A gateway timeout, retried by the SDKs.
+        return (
+            504,
+            format!(
+                "The model backend sent nothing for longer than the gateway's idle timeout \
+                 ({details}). Retry the request later."
+            ),
+        );
+    }
+    let message = match status {
         _ if code_details.contains("rate_limiter_error") => {
             "The gateway's rate-limit service is unavailable, and the gateway is set to refuse \
              requests it cannot count. Retry the request later."
@@ -120,7 +133,8 @@ fn local_reply_message(status: u16, code_details: &str, request: &RequestRecord)
             "The model backend is unavailable or did not answer in time ({details}). Retry the request later."
         ),
         _ => format!("The gateway could not complete the request ({details})."),
-    }
+    };
+    (status, message)
 }
 
 /// What tells the client when to retry, in OpenAI's names: each

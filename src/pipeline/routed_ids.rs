@@ -9,6 +9,7 @@ use crate::error::{printable, ApiError};
 use crate::headers::Headers;
 use crate::ids;
 use crate::json::{self, Json};
+use crate::model_names::Renames;
 use crate::validate::Rewrite;
 
 impl Gateway {
@@ -52,10 +53,23 @@ impl Gateway {
                 .set
                 .push(("authorization".to_string(), credential.clone()));
         }
+        if streams(&query) {
+            edits
+                .set
+                .push((self.headers.stream.clone(), "true".to_string()));
+        }
+        // The object names the model as its backend knows it.
+        let renames = Renames::new(
+            self.catalog
+                .models()
+                .filter(|(_, model)| model.backend == backend)
+                .map(|(_, model)| (model.upstream_name(), model.id.as_str())),
+        );
         Ok(AfterHeaders::Route(ResponsePlan {
             backend: Some(backend),
             token_cost: 1,
             adjust_body: true,
+            renames,
             ids: Some(IdRewrite {
                 issue: None,
                 known: vec![(original, id.to_string())],
@@ -161,4 +175,13 @@ fn issued_id_field(endpoint: Endpoint, document: &json::Members) -> Option<&'sta
         }
         _ => None,
     }
+}
+
+/// Whether a query string (`?…`, or empty) asks for a stream (`stream=true`,
+/// as `GET /v1/responses/{id}?stream=true` does).
+fn streams(query: &str) -> bool {
+    query
+        .trim_start_matches('?')
+        .split('&')
+        .any(|pair| pair == "stream=true")
 }

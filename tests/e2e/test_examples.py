@@ -108,7 +108,7 @@ def test_kubernetes_manifests_carry_what_their_kinds_require(source, doc):
             assert container["name"] and container["image"]
     if doc["kind"] == "EnvoyFilter":
         for patch in doc["spec"]["configPatches"]:
-            assert patch["applyTo"] in {"HTTP_FILTER", "VIRTUAL_HOST", "CLUSTER"}
+            assert patch["applyTo"] in {"HTTP_FILTER", "VIRTUAL_HOST", "HTTP_ROUTE", "CLUSTER"}
             assert patch["patch"]["operation"] in {"INSERT_BEFORE", "MERGE", "ADD"}
 
 

@@ -145,6 +145,45 @@ fn alias_is_rewritten_to_the_upstream_name_by_splicing() {
 }
 
 #[test]
+fn streams_are_marked_for_their_route_and_responses_renamed() {
+    let plan = |body: &str| match run(
+        "POST",
+        "/v1/chat/completions",
+        &[DEMO, JSON_CT],
+        body.as_bytes(),
+    )
+    .1
+    {
+        AfterBody::Forward {
+            edits, response, ..
+        } => (edits, response),
+        AfterBody::Reply(r) => panic!("rejected: {}", String::from_utf8_lossy(&r.body)),
+    };
+    let msgs = r#""messages":[{"role":"user","content":"hi"}]"#;
+    let (edits, response) = plan(&format!(
+        r#"{{"model":"gpt-4o-mini",{msgs},"stream":true}}"#
+    ));
+    assert_eq!(set_value(&edits, "x-gateway-stream"), Some("true"));
+    // The alias's model is known upstream by another name: responses are
+    // read and renamed to the canonical id.
+    assert!(response.adjust_body);
+    assert_eq!(
+        response
+            .renames
+            .apply(br#"{"model":"meta-llama/Llama-3.1-8B-Instruct"}"#),
+        Some(br#"{"model":"llama-3.1-8b-instruct"}"#.to_vec())
+    );
+    for body in [
+        format!(r#"{{"model":"qwen2.5-coder-7b",{msgs}}}"#),
+        format!(r#"{{"model":"qwen2.5-coder-7b",{msgs},"stream":false}}"#),
+    ] {
+        let (edits, response) = plan(&body);
+        assert_eq!(set_value(&edits, "x-gateway-stream"), None, "{body}");
+        assert!(response.renames.is_empty(), "same name: nothing to rename");
+    }
+}
+
+#[test]
 fn backend_credential_replaces_the_client_key() {
     let (head, after) = run(
         "POST",

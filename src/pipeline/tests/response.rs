@@ -45,6 +45,21 @@ fn local_replies_become_envelopes() {
         );
         assert!(reply.headers.contains(&("retry-after".into(), "3".into())));
     }
+    // A forwarded request's idle timeout is the backend's silence, not the
+    // client's: a 504 the SDKs retry.
+    let forwarded = RequestRecord {
+        plan: ResponsePlan {
+            backend: Some("backend-a".into()),
+            ..ResponsePlan::default()
+        },
+        ..request.clone()
+    };
+    let reply = g
+        .rewrite_local_reply(408, "stream_idle_timeout", &forwarded, &upstream_headers)
+        .unwrap();
+    assert_eq!(reply.status, 504);
+    let message = envelope(&reply)["error"]["message"].to_string();
+    assert!(message.contains("backend sent nothing"), "{message}");
     assert!(g
         .rewrite_local_reply(404, "via_upstream", &request, &Headers::default())
         .is_none());

@@ -35,6 +35,30 @@ fn calls_by_id_are_routed_by_the_id_for_its_key_only() {
             known: vec![("resp_backend-b_7".into(), id.clone())]
         })
     );
+    assert_eq!(set_value(&outcome.edits, "x-gateway-stream"), None);
+    // The object names its model as the backend knows it; every model of
+    // that backend is given its catalog id.
+    assert!(plan.adjust_body);
+    assert_eq!(
+        plan.renames
+            .apply(br#"{"model":"meta-llama/Llama-3.1-8B-Instruct"}"#),
+        None,
+        "a model of another backend is not renamed"
+    );
+    let id_a = codec.issue("demo", "backend-a", "resp_a_1");
+    let outcome = g.on_request_headers(
+        &headers("GET", &format!("/v1/responses/{id_a}?stream=true"), &[DEMO]),
+        true,
+    );
+    let AfterHeaders::Route(plan) = outcome.next else {
+        panic!("{:?}", outcome.next)
+    };
+    assert_eq!(set_value(&outcome.edits, "x-gateway-stream"), Some("true"));
+    assert_eq!(
+        plan.renames
+            .apply(br#"{"model":"meta-llama/Llama-3.1-8B-Instruct"}"#),
+        Some(br#"{"model":"llama-3.1-8b-instruct"}"#.to_vec())
+    );
     // DELETE, deferred completions and video jobs alike.
     for (method, path) in [
         ("DELETE", format!("/v1/responses/{id}")),
