@@ -1,5 +1,6 @@
-//! Routing: which endpoint a request is for, and `handle`, which records the
-//! request, applies `x-mock-status` and calls the endpoint.
+//! Routing: which endpoint a request is for, and `handle`, which sends the
+//! control API and the probe paths to their modules, and for anything else
+//! records the request, applies `x-mock-status` and calls the endpoint.
 
 use std::sync::Arc;
 
@@ -7,10 +8,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::body::MockBody;
-use crate::reply::{error_response, invalid_request, json_response};
+use crate::probe::{self, Probe};
+use crate::reply::{error_response, invalid_request};
 use crate::sse::{stream_pace, Pace};
 use crate::state::{Recorded, State};
 use crate::{chat, control, embeddings, media, responses};
@@ -30,7 +32,6 @@ enum Endpoint {
     Transcriptions,
     Videos,
     Responses,
-    Models,
     /// `GET /v1/responses/{id}`
     GetResponse(String),
     /// `DELETE /v1/responses/{id}`
@@ -52,7 +53,6 @@ impl Endpoint {
             (&Method::POST, "/v1/audio/transcriptions") => Endpoint::Transcriptions,
             (&Method::POST, "/v1/videos/generations") => Endpoint::Videos,
             (&Method::POST, "/v1/responses") => Endpoint::Responses,
-            (&Method::GET, "/v1/models") => Endpoint::Models,
             (&Method::GET, _) => {
                 if let Some(id) = path_id(path, "/v1/responses/") {
                     Endpoint::GetResponse(id)
@@ -168,14 +168,22 @@ fn parse_json(endpoint: &Endpoint, body: &[u8]) -> serde_json::Result<Value> {
     serde_json::from_slice::<Value>(body)
 }
 
-/// Answer one request: `/__mock/*` paths are the control API; anything else
-/// is recorded first, then answered by `x-mock-status` or by its endpoint.
+/// Answer one request: `/__mock/*` paths are the control API and the probe
+/// paths (`GET /health`, `GET /v1/models`) answer as the probe mode says,
+/// neither recorded; anything else is recorded first, then answered by
+/// `x-mock-status` or by its endpoint.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<MockBody> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
 
     if path.starts_with("/__mock/") {
-        return control::handle(&state, &method, &path);
+        return match read_body(req.into_body()).await {
+            Ok(body) => control::handle(&state, &method, &path, &body),
+            Err(e) => unreadable_body(&e),
+        };
+    }
+    if let Some(probe) = Probe::route(&method, &path) {
+        return probe::answer(&state, probe).await;
     }
 
     let endpoint = Endpoint::route(&method, &path);
@@ -228,23 +236,11 @@ fn dispatch(
         Endpoint::Transcriptions => media::transcriptions(state, body),
         Endpoint::Videos => media::videos(state, json),
         Endpoint::Responses => responses::responses(state, json, body.len(), pace),
-        Endpoint::Models => models(state),
         Endpoint::GetResponse(id) => responses::get_response(state, &id),
         Endpoint::DeleteResponse(id) => responses::delete_response(state, &id),
         Endpoint::DeferredCompletion(id) => chat::deferred_completion(state, &id),
         Endpoint::GetVideo(id) => media::video_job(state, &id),
     }
-}
-
-/// `GET /v1/models`: the one model, owned by this backend.
-fn models(state: &State) -> Response<MockBody> {
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "object": "list",
-            "data": [{"id": "mock", "object": "model", "created": 0, "owned_by": state.name}],
-        }),
-    )
 }
 
 #[cfg(test)]

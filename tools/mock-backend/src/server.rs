@@ -17,7 +17,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::body::MockBody;
 use crate::routes;
-use crate::state::State;
+use crate::state::{ProbeMode, State};
 
 /// Answer one request, adding the headers every response carries:
 /// `x-mock-backend: NAME` and permissive CORS.
@@ -99,17 +99,22 @@ async fn accept_until_shutdown(listener: TcpListener, state: Arc<State>) {
     }
 }
 
-/// Listen on `listen` as the backend `name`, print
-/// `mock-backend NAME listening on ADDR` once ready, and serve until
-/// SIGTERM or SIGINT.
-pub async fn serve(name: String, listen: SocketAddr) -> Result<(), String> {
+/// Listen on `listen` as the backend `name` (listing `models`, probes
+/// answering in `probe_mode`), print `mock-backend NAME listening on ADDR`
+/// once ready, and serve until SIGTERM or SIGINT.
+pub async fn serve(
+    name: String,
+    listen: SocketAddr,
+    models: Vec<String>,
+    probe_mode: ProbeMode,
+) -> Result<(), String> {
     let name_header = HeaderValue::from_str(&name)
         .map_err(|_| format!("--name {name:?} is not a valid header value"))?;
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let addr = listener.local_addr().unwrap_or(listen);
-    let state = Arc::new(State::new(name, name_header));
+    let state = Arc::new(State::new(name, name_header, models, probe_mode));
 
     {
         let mut out = std::io::stdout().lock();

@@ -1,7 +1,10 @@
-//! What the mock keeps between requests: the recorded requests and the
-//! stateful objects (stored responses, deferred completions, video jobs).
+//! What the mock keeps between requests: the recorded requests, the
+//! stateful objects (stored responses, deferred completions, video jobs), the
+//! model ids `GET /v1/models` lists and the probe mode.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -89,11 +92,77 @@ pub struct VideoJob {
     pub job: Value,
 }
 
+/// How the probe paths (`GET /health`, `GET /v1/models`) answer; every
+/// other endpoint ignores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProbeMode {
+    /// 200 with the path's JSON document.
+    Ok,
+    /// Never answer (the connection stays open).
+    Hang,
+    /// 200, `application/json`, a body that is not JSON.
+    Garbage,
+    /// 503 with an OpenAI error envelope.
+    Error,
+    /// 200 with the path's JSON document padded past 4 MiB.
+    Huge,
+    /// As `Ok`, after 3 seconds.
+    Slow,
+}
+
+impl ProbeMode {
+    pub const ALL: [ProbeMode; 6] = [
+        ProbeMode::Ok,
+        ProbeMode::Hang,
+        ProbeMode::Garbage,
+        ProbeMode::Error,
+        ProbeMode::Huge,
+        ProbeMode::Slow,
+    ];
+
+    /// The mode's name, as `--probe-mode` and `/__mock/probe` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeMode::Ok => "ok",
+            ProbeMode::Hang => "hang",
+            ProbeMode::Garbage => "garbage",
+            ProbeMode::Error => "error",
+            ProbeMode::Huge => "huge",
+            ProbeMode::Slow => "slow",
+        }
+    }
+}
+
+impl fmt::Display for ProbeMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for ProbeMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|m| m.name()).collect();
+                format!(
+                    "unknown probe mode {s:?}; expected one of: {}",
+                    names.join(", ")
+                )
+            })
+    }
+}
+
 pub struct State {
     pub name: String,
     pub name_header: HeaderValue,
     ids: AtomicU64,
     recorded: Mutex<VecDeque<Recorded>>,
+    models: Mutex<Vec<String>>,
+    probe_mode: Mutex<ProbeMode>,
     pub responses: Mutex<Store<Value>>,
     pub deferred: Mutex<Store<Deferred>>,
     pub videos: Mutex<Store<VideoJob>>,
@@ -105,12 +174,19 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl State {
-    pub fn new(name: String, name_header: HeaderValue) -> Self {
+    pub fn new(
+        name: String,
+        name_header: HeaderValue,
+        models: Vec<String>,
+        probe_mode: ProbeMode,
+    ) -> Self {
         State {
             name,
             name_header,
             ids: AtomicU64::new(0),
             recorded: Mutex::new(VecDeque::with_capacity(RECORD_CAPACITY)),
+            models: Mutex::new(models),
+            probe_mode: Mutex::new(probe_mode),
             responses: Mutex::new(Store::new(STORE_CAPACITY)),
             deferred: Mutex::new(Store::new(STORE_CAPACITY)),
             videos: Mutex::new(Store::new(STORE_CAPACITY)),
@@ -136,6 +212,23 @@ impl State {
 
     pub fn clear(&self) {
         lock(&self.recorded).clear();
+    }
+
+    /// The model ids `GET /v1/models` lists, in order.
+    pub fn models(&self) -> Vec<String> {
+        lock(&self.models).clone()
+    }
+
+    pub fn set_models(&self, models: Vec<String>) {
+        *lock(&self.models) = models;
+    }
+
+    pub fn probe_mode(&self) -> ProbeMode {
+        *lock(&self.probe_mode)
+    }
+
+    pub fn set_probe_mode(&self, mode: ProbeMode) {
+        *lock(&self.probe_mode) = mode;
     }
 }
 
@@ -164,5 +257,29 @@ mod tests {
         s.insert("k5".to_string(), 5);
         assert!(!s.contains("k3"));
         assert_eq!(s.get("k2"), Some(&22));
+    }
+
+    #[test]
+    fn probe_modes_parse_by_name() {
+        for (name, mode) in [
+            ("ok", ProbeMode::Ok),
+            ("hang", ProbeMode::Hang),
+            ("garbage", ProbeMode::Garbage),
+            ("error", ProbeMode::Error),
+            ("huge", ProbeMode::Huge),
+            ("slow", ProbeMode::Slow),
+        ] {
+            assert_eq!(name.parse::<ProbeMode>(), Ok(mode));
+            assert_eq!(mode.to_string(), name);
+        }
+        for bad in ["", "OK", " ok", "timeout", "hang "] {
+            let err = bad.parse::<ProbeMode>().err();
+            assert_eq!(
+                err,
+                Some(format!(
+                    "unknown probe mode {bad:?}; expected one of: ok, hang, garbage, error, huge, slow"
+                ))
+            );
+        }
     }
 }
