@@ -45,7 +45,7 @@
 //! - `slow`: as `ok`, after 3 seconds.
 //!
 //! Modules: `server` (listener, connections, common headers), `routes`
-//! (routing, recording, `x-mock-status`), `control` (`/__mock/*`), `probe`
+//! (routing, recording, `x-mock-delay-ms`, `x-mock-status`), `control` (`/__mock/*`), `probe`
 //! (the probe paths), one module per endpoint family (`chat`, `responses`,
 //! `embeddings`, `media`), `sse` (event streams and their pacing headers),
 //! `reply` (response and error builders), `state` (recorded requests, stored

@@ -1,8 +1,10 @@
 //! Routing: which endpoint a request is for, and `handle`, which sends the
 //! control API and the probe paths to their modules, and for anything else
-//! records the request, applies `x-mock-status` and calls the endpoint.
+//! records the request, applies `x-mock-delay-ms` and `x-mock-status` and
+//! calls the endpoint.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -123,6 +125,14 @@ fn mock_status(req: &Request<Incoming>) -> Option<StatusCode> {
     StatusCode::from_u16(code).ok()
 }
 
+/// `x-mock-delay-ms: N`: wait N ms (at most a minute) before answering, as
+/// a backend still generating a response that is not streamed.
+fn mock_delay(req: &Request<Incoming>) -> Option<Duration> {
+    let v = req.headers().get("x-mock-delay-ms")?.to_str().ok()?;
+    let ms = v.trim().parse::<u64>().ok()?;
+    Some(Duration::from_millis(ms.min(60_000)))
+}
+
 /// The path with its query (or `path` if there is none) and the headers, as
 /// they will be recorded.
 fn recorded_head(req: &Request<Incoming>, path: &str) -> (String, Vec<(String, String)>) {
@@ -188,6 +198,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<MockB
 
     let endpoint = Endpoint::route(&method, &path);
     let status_override = mock_status(&req);
+    let delay = mock_delay(&req);
     let pace = stream_pace(&req);
     let (full_path, headers) = recorded_head(&req, &path);
     let body = match read_body(req.into_body()).await {
@@ -208,6 +219,9 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<MockB
             &format!("Unknown path {method} {path}"),
         );
     };
+    if let Some(delay) = delay {
+        tokio::time::sleep(delay).await;
+    }
     if let Some(code) = status_override {
         return error_response(code, &format!("mock error {}", code.as_u16()));
     }
