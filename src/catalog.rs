@@ -83,18 +83,37 @@ pub enum Capability {
     JsonSchema,
 }
 
+/// A backend that serves a model, and the name it knows the model by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRoute {
+    /// Value written into the backend routing header; Envoy routes match it.
+    pub backend: String,
+    /// The name the backend knows the model by, when it differs from the
+    /// model's `id`.
+    pub upstream_model: Option<String>,
+}
+
+impl ModelRoute {
+    pub fn new(backend: &str) -> Self {
+        ModelRoute {
+            backend: backend.to_string(),
+            upstream_model: None,
+        }
+    }
+}
+
 /// One model of the catalog, compiled from configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
     /// The id clients use and `GET /v1/models` lists.
     pub id: String,
     pub category: Category,
-    /// Value written into the backend routing header; Envoy routes match it.
-    pub backend: String,
+    /// The backend that serves the model first.
+    pub route: ModelRoute,
+    /// Backends that serve it when the ones before are not serving, in order.
+    pub fallbacks: Vec<ModelRoute>,
     pub aliases: Vec<String>,
     pub capabilities: Vec<Capability>,
-    /// The name the backend knows the model by, when it differs from `id`.
-    pub upstream_model: Option<String>,
     pub owned_by: String,
     pub created: u64,
     /// Tokens of prompt and output together, when the operator declared it.
@@ -108,9 +127,22 @@ impl Model {
         self.capabilities.contains(&capability)
     }
 
-    /// The name to send to the backend.
-    pub fn upstream_name(&self) -> &str {
-        self.upstream_model.as_deref().unwrap_or(&self.id)
+    /// The backends that serve the model, in priority order (at least one).
+    pub fn routes(&self) -> impl Iterator<Item = &ModelRoute> {
+        std::iter::once(&self.route).chain(&self.fallbacks)
+    }
+
+    /// Route `index` of [`Model::routes`].
+    pub fn route_at(&self, index: usize) -> Option<&ModelRoute> {
+        match index.checked_sub(1) {
+            None => Some(&self.route),
+            Some(fallback) => self.fallbacks.get(fallback),
+        }
+    }
+
+    /// The name to send to the route's backend.
+    pub fn upstream_name<'a>(&'a self, route: &'a ModelRoute) -> &'a str {
+        route.upstream_model.as_deref().unwrap_or(&self.id)
     }
 }
 
@@ -210,7 +242,7 @@ mod tests {
         let catalog = Catalog::new(vec![m, test_model("bge", Category::Embeddings, "b")]).unwrap();
         assert_eq!(catalog.resolve("llama").unwrap().0, 0);
         assert_eq!(catalog.resolve("gpt-4o-mini").unwrap().1.id, "llama");
-        assert_eq!(catalog.resolve("bge").unwrap().1.backend, "b");
+        assert_eq!(catalog.resolve("bge").unwrap().1.route.backend, "b");
         assert!(catalog.resolve("LLAMA").is_none());
     }
 

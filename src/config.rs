@@ -3,8 +3,9 @@
 //! into an immutable [`Gateway`] shared by every request.
 
 use crate::auth::{ApiKey, KeyDigest, KeyStore};
-use crate::catalog::{Capability, Catalog, Category, Model, ModelIndex};
+use crate::catalog::{Capability, Catalog, Category, Model, ModelIndex, ModelRoute};
 use crate::ids::IdCodec;
+use crate::serving::Serving;
 use serde::Deserialize;
 use std::collections::{HashMap, HashSet};
 
@@ -100,13 +101,21 @@ pub struct ApiKeyConfig {
 pub struct ModelConfig {
     pub id: String,
     pub category: Category,
-    /// Written into the backend header; an Envoy route matches it.
-    pub backend: String,
+    /// The backend that serves the model: written into the backend header;
+    /// an Envoy route matches it. Give this or `backends`.
+    #[serde(default)]
+    pub backend: Option<String>,
+    /// Several backends that serve the model, in priority order: a request
+    /// goes to the first that is serving (see `backends[].probe`). Give this
+    /// or `backend`.
+    #[serde(default)]
+    pub backends: Vec<ModelBackendConfig>,
     #[serde(default)]
     pub aliases: Vec<String>,
     #[serde(default)]
     pub capabilities: Vec<Capability>,
-    /// The model name the backend expects, when it differs from `id`.
+    /// The model name the backend expects, when it differs from `id` (with
+    /// `backends`: for those that do not give their own).
     #[serde(default)]
     pub upstream_model: Option<String>,
     #[serde(default = "default_owned_by")]
@@ -127,6 +136,19 @@ pub struct ModelConfig {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 100_000_000)))]
     pub max_output_tokens: Option<u64>,
+}
+
+/// One of the backends that serve a model.
+#[derive(Debug, Clone, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields)]
+pub struct ModelBackendConfig {
+    /// The backend's name, as in the backend header.
+    pub name: String,
+    /// The name this backend knows the model by, when it differs from the
+    /// model's `upstream_model` (or `id`).
+    #[serde(default)]
+    pub upstream_model: Option<String>,
 }
 
 fn default_owned_by() -> String {
@@ -200,6 +222,15 @@ pub struct Gateway {
     pub token_limits: TokenLimits,
     pub limits: Limits,
     pub ids: Option<IdCodec>,
+    /// Which backends serve each model now (see [`Serving`]).
+    pub serving: Serving,
+}
+
+impl Gateway {
+    /// How often the backend is probed, if it is.
+    pub fn probe_interval_ms(&self, _backend: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// A configuration the gateway refuses to run with.
@@ -257,6 +288,7 @@ impl TryFrom<PluginConfig> for Gateway {
         };
         Ok(Gateway {
             keys: KeyStore::new(keys),
+            serving: Serving::new(&catalog),
             catalog,
             backend_credentials,
             headers,
@@ -282,18 +314,18 @@ fn compile_catalog(configs: Vec<ModelConfig>) -> Result<Catalog, ConfigError> {
         for (j, alias) in m.aliases.iter().enumerate() {
             check_name(alias, &format!("{at}.aliases[{j}]"))?;
         }
-        check_token(&m.backend, &format!("{at}.backend"))?;
         if let Some(upstream) = &m.upstream_model {
             check_name(upstream, &format!("{at}.upstream_model"))?;
         }
+        let (route, fallbacks) = compile_routes(m.backend, m.backends, &m.upstream_model, &at)?;
         check_windows(m.context_window, m.max_output_tokens, &at)?;
         models.push(Model {
             id: m.id,
             category: m.category,
-            backend: m.backend,
+            route,
+            fallbacks,
             aliases: m.aliases,
             capabilities: m.capabilities,
-            upstream_model: m.upstream_model,
             owned_by: m.owned_by,
             created: m.created,
             context_window: m.context_window,
@@ -301,6 +333,69 @@ fn compile_catalog(configs: Vec<ModelConfig>) -> Result<Catalog, ConfigError> {
         });
     }
     Catalog::new(models).map_err(ConfigError)
+}
+
+/// The most backends one model may name.
+const MAX_MODEL_BACKENDS: usize = 16;
+
+/// A model's `backend` or `backends`: exactly one of them, each backend
+/// once. Returns the first route and the fallbacks.
+fn compile_routes(
+    backend: Option<String>,
+    backends: Vec<ModelBackendConfig>,
+    upstream: &Option<String>,
+    at: &str,
+) -> Result<(ModelRoute, Vec<ModelRoute>), ConfigError> {
+    let routes: Vec<ModelRoute> = match (backend, backends.is_empty()) {
+        (Some(name), true) => {
+            check_token(&name, &format!("{at}.backend"))?;
+            vec![ModelRoute {
+                backend: name,
+                upstream_model: upstream.clone(),
+            }]
+        }
+        (None, false) if backends.len() <= MAX_MODEL_BACKENDS => {
+            let mut routes: Vec<ModelRoute> = Vec::with_capacity(backends.len());
+            for (j, b) in backends.into_iter().enumerate() {
+                let at = format!("{at}.backends[{j}]");
+                check_token(&b.name, &format!("{at}.name"))?;
+                if let Some(name) = &b.upstream_model {
+                    check_name(name, &format!("{at}.upstream_model"))?;
+                }
+                if routes.iter().any(|r| r.backend == b.name) {
+                    return Err(ConfigError(format!(
+                        "{at}.name: backend `{}` is listed twice for this model",
+                        b.name
+                    )));
+                }
+                routes.push(ModelRoute {
+                    backend: b.name,
+                    upstream_model: b.upstream_model.or_else(|| upstream.clone()),
+                });
+            }
+            routes
+        }
+        (None, false) => {
+            return Err(ConfigError(format!(
+                "{at}.backends: at most {MAX_MODEL_BACKENDS} backends per model"
+            )))
+        }
+        (Some(_), false) => {
+            return Err(ConfigError(format!(
+                "{at}: give `backend` or `backends`, not both"
+            )))
+        }
+        (None, true) => {
+            return Err(ConfigError(format!(
+                "{at}: missing `backend` (or `backends`): the backend that serves the model"
+            )))
+        }
+    };
+    let mut routes = routes.into_iter();
+    let first = routes
+        .next()
+        .ok_or_else(|| ConfigError(format!("{at}.backends: empty")))?;
+    Ok((first, routes.collect()))
 }
 
 /// The largest token count a window or output limit may be (a larger one is
@@ -392,7 +487,11 @@ fn compile_backends(
     configs: Vec<BackendConfig>,
     catalog: &Catalog,
 ) -> Result<HashMap<String, String>, ConfigError> {
-    let used_backends: HashSet<&str> = catalog.models().map(|(_, m)| m.backend.as_str()).collect();
+    let used_backends: HashSet<&str> = catalog
+        .models()
+        .flat_map(|(_, m)| m.routes())
+        .map(|r| r.backend.as_str())
+        .collect();
     let mut backend_credentials = HashMap::new();
     for (i, b) in configs.into_iter().enumerate() {
         let at = format!("backends[{i}]");

@@ -31,6 +31,7 @@ pub mod multipart;
 pub mod pipeline;
 pub mod plugin;
 pub mod ratelimit;
+pub mod serving;
 pub mod sse;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -54,10 +54,10 @@ pub fn test_model(id: &str, category: Category, backend: &str) -> Model {
     Model {
         id: id.into(),
         category,
-        backend: backend.into(),
+        route: crate::catalog::ModelRoute::new(backend),
+        fallbacks: vec![],
         aliases: vec![],
         capabilities: vec![],
-        upstream_model: None,
         context_window: None,
         max_output_tokens: None,
         owned_by: "system".into(),

@@ -62,6 +62,12 @@ fn invalid_configurations_are_refused_with_the_field_named() {
         (|c| c["models"][1]["max_output_tokens"] = json!(100_000_001), "models[1].max_output_tokens"),
         (|c| c["models"][0]["context_window"] = json!(-1), "invalid value"),
         (|c| { c["models"][0]["context_window"] = json!(100); c["models"][0]["max_output_tokens"] = json!(200) }, "more than the context window"),
+        (|c| c["models"][1]["backends"] = json!([{"name": "backend-b"}]), "models[1]: give `backend` or `backends`, not both"),
+        (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); }, "models[1]: missing `backend`"),
+        (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "a"}, {"name": "a"}]) }, "models[1].backends[1].name: backend `a` is listed twice"),
+        (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "a", "upstream_model": ""}]) }, "models[1].backends[0].upstream_model"),
+        (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "a b"}]) }, "models[1].backends[0].name"),
+        (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "a", "weight": 1}]) }, "unknown field `weight`"),
     ];
     for (edit, needle) in cases {
         let mut config = sample();

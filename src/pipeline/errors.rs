@@ -29,6 +29,32 @@ impl Gateway {
         }
     }
 
+    /// 503: none of the model's backends is serving it (the health probes
+    /// took them out of service). The SDKs retry it after `retry-after`.
+    pub(super) fn unavailable(&self, model: &Model) -> ApiError {
+        let mut error = ApiError::with_status(
+            503,
+            format!(
+                "The model `{}` is temporarily unavailable: none of its backends is serving it \
+                 right now. Retry the request later.",
+                model.id
+            ),
+        );
+        let retry_after = self.unavailable_retry_after_s(model);
+        error.headers.push(("retry-after", retry_after.to_string()));
+        error
+    }
+
+    /// When a model without a serving backend may have one again: its
+    /// backends' shortest probe interval, in whole seconds (at least 1).
+    fn unavailable_retry_after_s(&self, model: &Model) -> u64 {
+        model
+            .routes()
+            .filter_map(|route| self.probe_interval_ms(&route.backend))
+            .min()
+            .map_or(1, |ms| ms.div_ceil(1000).max(1))
+    }
+
     /// 413: the body is (or will be) larger than the gateway reads.
     pub(super) fn too_large(&self) -> ApiError {
         let max = self.limits.max_request_bytes;

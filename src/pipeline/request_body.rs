@@ -5,7 +5,7 @@ use super::rewrite::{rewrite_form_model, rewrite_json};
 use super::routed_ids::ids_to_rewrite;
 use super::{AfterBody, HeaderEdits, PendingBody, Reply, ResponsePlan};
 use crate::auth::ApiKey;
-use crate::catalog::Model;
+use crate::catalog::{Model, ModelIndex, ModelRoute};
 use crate::config::Gateway;
 use crate::context;
 use crate::endpoints::{BodyKind, Endpoint};
@@ -50,22 +50,42 @@ impl Gateway {
         }
     }
 
-    /// The model named `requested`, if it exists for the key and serves the
-    /// endpoint.
+    /// The model named `requested`, with its place in the catalog, if it
+    /// exists for the key and serves the endpoint.
     fn resolve_model(
         &self,
         key: &ApiKey,
         endpoint: Endpoint,
         requested: &str,
-    ) -> Result<&Model, ApiError> {
-        let model = match self.catalog.resolve(requested) {
-            Some((index, model)) if key.may_use(index) => model,
+    ) -> Result<(ModelIndex, &Model), ApiError> {
+        let (index, model) = match self.catalog.resolve(requested) {
+            Some((index, model)) if key.may_use(index) => (index, model),
             _ => return Err(ApiError::model_not_found(requested)),
         };
         if !model.category.serves(endpoint) {
             return Err(wrong_category(model, endpoint));
         }
-        Ok(model)
+        Ok((index, model))
+    }
+
+    /// The backend the request goes to: the one `pinned` (the backend
+    /// holding a previous response), else the first serving the model. A
+    /// 503 the SDKs retry when it is not serving.
+    fn pick_route<'a>(
+        &self,
+        index: ModelIndex,
+        model: &'a Model,
+        pinned: Option<usize>,
+    ) -> Result<&'a ModelRoute, ApiError> {
+        let picked = match pinned {
+            Some(route) => self
+                .serving
+                .is_serving(index, route)
+                .then(|| model.route_at(route))
+                .flatten(),
+            None => self.serving.first(index, model).map(|(_, route)| route),
+        };
+        picked.ok_or_else(|| self.unavailable(model))
     }
 
     /// A JSON body: validated, rewritten for the backend, its token cost
@@ -78,12 +98,13 @@ impl Gateway {
     ) -> Result<AfterBody, ApiError> {
         let document = json::parse_document(body).map_err(json_error)?;
         let requested = model_member(&document)?;
-        let model = self.resolve_model(key, endpoint, requested)?;
+        let (index, model) = self.resolve_model(key, endpoint, requested)?;
         let mut effects = validate::check(endpoint, &document, model)?;
         context::check(endpoint, &document, model)?;
         let previous = self.previous_response(&document, &key.id, model)?;
-        if let Some((rewrite, _)) = &previous {
-            effects.rewrites.push(rewrite.clone());
+        let route = self.pick_route(index, model, previous.as_ref().map(|p| p.route))?;
+        if let Some(previous) = &previous {
+            effects.rewrites.push(previous.rewrite.clone());
         }
         // Streams always report usage to the gateway (billing); the
         // usage chunk is hidden from clients that did not ask for it.
@@ -91,9 +112,10 @@ impl Gateway {
         if hide_usage_chunk {
             effects.rewrites.push(Rewrite::IncludeUsage);
         }
-        let new_body = rewrite_json(body, &document, requested, model, &effects.rewrites)?;
+        let upstream = model.upstream_name(route);
+        let new_body = rewrite_json(body, &document, requested, upstream, &effects.rewrites)?;
         let cost = tokens::estimate(endpoint, &document, self.token_limits.default_max_tokens);
-        let (mut edits, mut response) = self.forward_to(model, cost);
+        let (mut edits, mut response) = self.forward_to(model, route, cost);
         if matches!(json::member(&document, "stream"), Some(Json::Bool(true))) {
             edits
                 .set
@@ -109,8 +131,8 @@ impl Gateway {
             endpoint,
             &document,
             &key.id,
-            model,
-            previous.map(|(_, pair)| pair),
+            &route.backend,
+            previous.map(|p| p.ids),
         );
         response.ends_with_done =
             matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
@@ -133,11 +155,12 @@ impl Gateway {
     ) -> Result<AfterBody, ApiError> {
         let parts = multipart::parts(&pending.content_type, body).map_err(multipart_error)?;
         let requested = multipart::text_field(&parts, "model").map_err(multipart_error)?;
-        let model = self.resolve_model(key, pending.endpoint, requested)?;
+        let (index, model) = self.resolve_model(key, pending.endpoint, requested)?;
         let names: Vec<&[u8]> = parts.iter().map(|p| p.name).collect();
         validate::check_form(pending.endpoint, &names)?;
-        let new_body = rewrite_form_model(body, requested, model)?;
-        let (edits, response) = self.forward_to(model, 1);
+        let route = self.pick_route(index, model, None)?;
+        let new_body = rewrite_form_model(body, requested, model.upstream_name(route))?;
+        let (edits, response) = self.forward_to(model, route, 1);
         Ok(AfterBody::Forward {
             edits,
             new_body,
@@ -145,30 +168,35 @@ impl Gateway {
         })
     }
 
-    /// The header edits that send the request to the model's backend (with
+    /// The header edits that send the request to the route's backend (with
     /// its credential, if it has one) at this token cost, and the response
     /// plan they start.
-    fn forward_to(&self, model: &Model, token_cost: u64) -> (HeaderEdits, ResponsePlan) {
+    fn forward_to(
+        &self,
+        model: &Model,
+        route: &ModelRoute,
+        token_cost: u64,
+    ) -> (HeaderEdits, ResponsePlan) {
         let mut edits = HeaderEdits::default();
         edits
             .set
             .push((self.headers.token_cost.clone(), token_cost.to_string()));
         edits
             .set
-            .push((self.headers.backend.clone(), model.backend.clone()));
+            .push((self.headers.backend.clone(), route.backend.clone()));
         edits
             .set
             .push((self.headers.model.clone(), model.id.clone()));
-        if let Some(credential) = self.backend_credentials.get(&model.backend) {
+        if let Some(credential) = self.backend_credentials.get(&route.backend) {
             edits
                 .set
                 .push(("authorization".to_string(), credential.clone()));
         }
         let response = ResponsePlan {
-            backend: Some(model.backend.clone()),
+            backend: Some(route.backend.clone()),
             model: Some(model.id.clone()),
             token_cost,
-            renames: Renames::new([(model.upstream_name(), model.id.as_str())]),
+            renames: Renames::new([(model.upstream_name(route), model.id.as_str())]),
             ..ResponsePlan::default()
         };
         (edits, response)

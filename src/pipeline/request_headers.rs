@@ -106,8 +106,8 @@ impl Gateway {
     }
 
     /// The models endpoints, answered from the catalog without a backend:
-    /// only the models the key may use exist for it. `None` for every other
-    /// endpoint.
+    /// only the models the key may use exist for it, and only those with a
+    /// backend serving them are listed. `None` for every other endpoint.
     fn models_reply(
         &self,
         endpoint: Endpoint,
@@ -119,14 +119,16 @@ impl Gateway {
                 let visible = self
                     .catalog
                     .models()
-                    .filter(|(i, _)| key.may_use(*i))
+                    .filter(|(i, m)| key.may_use(*i) && self.serving.first(*i, m).is_some())
                     .map(|(_, m)| m);
                 Some(Ok(Reply::ok_json(catalog::list_body(visible))))
             }
             Endpoint::RetrieveModel => {
                 let name = path.rsplit('/').next().unwrap_or_default();
                 Some(match self.catalog.resolve(name) {
-                    Some((index, model)) if key.may_use(index) => {
+                    Some((index, model))
+                        if key.may_use(index) && self.serving.first(index, model).is_some() =>
+                    {
                         Ok(Reply::ok_json(catalog::model_body(model)))
                     }
                     _ => Err(ApiError::model_not_found(name)),

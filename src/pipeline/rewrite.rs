@@ -1,7 +1,6 @@
 //! The body to forward, as splices into the client's bytes: a JSON body's
 //! model name and rewrites, a form's model field.
 
-use crate::catalog::Model;
 use crate::error::ApiError;
 use crate::json::{self, Json, JsonObject};
 use crate::validate::Rewrite;
@@ -20,10 +19,9 @@ pub(super) fn rewrite_json(
     body: &[u8],
     document: &json::Members,
     requested: &str,
-    model: &Model,
+    upstream: &str,
     rewrites: &[Rewrite],
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    let upstream = model.upstream_name();
     if requested == upstream && rewrites.is_empty() {
         return Ok(None);
     }
@@ -114,18 +112,19 @@ fn apply_splices(body: &[u8], mut splices: Vec<Splice>) -> Option<Vec<u8>> {
 }
 
 /// A multipart body whose `model` field names the model as `requested`,
-/// with the backend's name for it instead (`None`: the same name).
+/// with the backend's name for it, `upstream`, instead (`None`: the same
+/// name).
 pub(super) fn rewrite_form_model(
     body: &[u8],
     requested: &str,
-    model: &Model,
+    upstream: &str,
 ) -> Result<Option<Vec<u8>>, ApiError> {
-    if requested == model.upstream_name() {
+    if requested == upstream {
         return Ok(None);
     }
     let span = json::span_of_str(body, requested)
         .ok_or_else(|| ApiError::with_status(500, "model span not found"))?;
-    json::splice(body, span, model.upstream_name().as_bytes())
+    json::splice(body, span, upstream.as_bytes())
         .map(Some)
         .ok_or_else(|| ApiError::with_status(500, "model rewrite failed"))
 }

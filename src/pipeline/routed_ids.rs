@@ -59,12 +59,12 @@ impl Gateway {
                 .push((self.headers.stream.clone(), "true".to_string()));
         }
         // The object names the model as its backend knows it.
-        let renames = Renames::new(
-            self.catalog
-                .models()
-                .filter(|(_, model)| model.backend == backend)
-                .map(|(_, model)| (model.upstream_name(), model.id.as_str())),
-        );
+        let renames = Renames::new(self.catalog.models().flat_map(|(_, model)| {
+            model
+                .routes()
+                .filter(|route| route.backend == backend)
+                .map(move |route| (model.upstream_name(route), model.id.as_str()))
+        }));
         Ok(AfterHeaders::Route(ResponsePlan {
             backend: Some(backend),
             token_cost: 1,
@@ -110,15 +110,14 @@ impl Gateway {
     }
 
     /// `previous_response_id` names a stored response by the gateway's id:
-    /// check it belongs to this key and to the model's backend, and give the
-    /// backend its own id.
-    /// Also returns the (backend's id, gateway's id) pair, for the response.
+    /// check it belongs to this key and to one of the model's backends, and
+    /// give that backend its own id.
     pub(super) fn previous_response(
         &self,
         document: &json::Members,
         key_id: &str,
         model: &Model,
-    ) -> Result<Option<(Rewrite, (String, String))>, ApiError> {
+    ) -> Result<Option<Previous>, ApiError> {
         let Some(Json::String(id)) = json::member(document, "previous_response_id") else {
             return Ok(None);
         };
@@ -130,35 +129,49 @@ impl Gateway {
             ))
             .with_param("previous_response_id"));
         };
-        if backend != model.backend {
+        let Some(route) = model.routes().position(|route| route.backend == backend) else {
             return Err(ApiError::bad_request(format!(
                 "Invalid 'previous_response_id': that response was made by another model's backend; continue it with the model that created it (not `{}`).",
                 model.id
             ))
             .with_param("previous_response_id"));
-        }
+        };
         let rewrite = Rewrite::ReplaceString {
             name: "previous_response_id",
             value: original.clone(),
         };
-        Ok(Some((rewrite, (original, id.to_string()))))
+        Ok(Some(Previous {
+            rewrite,
+            ids: (original, id.to_string()),
+            route,
+        }))
     }
 }
 
+/// A previous response the request continues (`previous_response_id`).
+pub(super) struct Previous {
+    /// Gives the backend its own id.
+    pub rewrite: Rewrite,
+    /// (backend's id, gateway's id), for the response.
+    pub ids: (String, String),
+    /// The model's route to the backend holding it: the request must go there.
+    pub route: usize,
+}
+
 /// The ids to rewrite in a response to this request: the one it will carry
-/// (issued for this key and the model's backend), and the previous
+/// (issued for this key and the backend it goes to), and the previous
 /// response's (backend's id, gateway's id), given back in the gateway's form.
 pub(super) fn ids_to_rewrite(
     endpoint: Endpoint,
     document: &json::Members,
     key_id: &str,
-    model: &Model,
+    backend: &str,
     previous: Option<(String, String)>,
 ) -> Option<IdRewrite> {
     let issue = issued_id_field(endpoint, document).map(|field| IssueId {
         field,
         key_id: key_id.to_string(),
-        backend: model.backend.clone(),
+        backend: backend.to_string(),
     });
     let known: Vec<(String, String)> = previous.into_iter().collect();
     (issue.is_some() || !known.is_empty()).then_some(IdRewrite { issue, known })

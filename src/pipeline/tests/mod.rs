@@ -6,6 +6,7 @@ use crate::config::Gateway;
 use crate::test_support::gateway;
 use serde_json::Value;
 
+mod failover;
 mod request_body;
 mod request_headers;
 mod response;

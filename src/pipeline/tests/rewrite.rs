@@ -30,7 +30,8 @@ fn rewrites_are_spliced_into_the_original_bytes() {
     ];
     // The model name as the pipeline has it: borrowed from the body.
     let requested = model_member(&document).unwrap();
-    let out = rewrite_json(body, &document, requested, model, &rewrites)
+    let upstream = model.upstream_name(&model.route);
+    let out = rewrite_json(body, &document, requested, upstream, &rewrites)
         .unwrap()
         .unwrap();
     // Insertions at the same offset: the last one made comes first.
@@ -47,7 +48,7 @@ fn rewrites_are_spliced_into_the_original_bytes() {
             body,
             &document,
             model_member(&document).unwrap(),
-            plain,
+            plain.upstream_name(&plain.route),
             &[]
         )
         .unwrap(),
