@@ -22,6 +22,7 @@ pub mod endpoints;
 pub mod error;
 pub mod exchange;
 pub mod headers;
+pub mod health;
 pub mod host;
 pub mod ids;
 pub mod json;
