@@ -4,6 +4,7 @@
 
 use crate::auth::{ApiKey, KeyDigest, KeyStore};
 use crate::catalog::{Capability, Catalog, Category, Model, ModelIndex, ModelRoute};
+use crate::health::{self, ProbeConfig};
 use crate::ids::IdCodec;
 use crate::serving::Serving;
 use serde::Deserialize;
@@ -164,6 +165,10 @@ pub struct BackendConfig {
     /// `Bearer <backend token>`); without it no `Authorization` is sent.
     #[serde(default)]
     pub authorization: Option<String>,
+    /// How the gateway checks that the backend is serving; without it the
+    /// backend always counts as serving.
+    #[serde(default)]
+    pub probe: Option<ProbeConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -222,14 +227,36 @@ pub struct Gateway {
     pub token_limits: TokenLimits,
     pub limits: Limits,
     pub ids: Option<IdCodec>,
+    /// Backend name → its health probe, for the backends that have one.
+    pub probes: HashMap<String, ProbeConfig>,
     /// Which backends serve each model now (see [`Serving`]).
     pub serving: Serving,
 }
 
 impl Gateway {
     /// How often the backend is probed, if it is.
-    pub fn probe_interval_ms(&self, _backend: &str) -> Option<u64> {
-        None
+    pub fn probe_interval_ms(&self, backend: &str) -> Option<u64> {
+        self.probes.get(backend).map(|probe| probe.interval_ms)
+    }
+
+    /// Every backend the catalog names, in first-use order, with its probe
+    /// and the names its models have there: what the health probes watch.
+    pub fn probed_backends(&self) -> Vec<health::Backend> {
+        let mut backends: Vec<health::Backend> = Vec::new();
+        for (_, model) in self.catalog.models() {
+            for route in model.routes() {
+                let upstream = model.upstream_name(route).to_string();
+                match backends.iter_mut().find(|b| b.name == route.backend) {
+                    Some(backend) => backend.upstream_models.push(upstream),
+                    None => backends.push(health::Backend {
+                        name: route.backend.clone(),
+                        probe: self.probes.get(&route.backend).cloned(),
+                        upstream_models: vec![upstream],
+                    }),
+                }
+            }
+        }
+        backends
     }
 }
 
@@ -274,7 +301,7 @@ impl TryFrom<PluginConfig> for Gateway {
         check_headers(&headers)?;
         let catalog = compile_catalog(models)?;
         let keys = compile_keys(api_keys, &catalog)?;
-        let backend_credentials = compile_backends(backends, &catalog)?;
+        let (backend_credentials, probes) = compile_backends(backends, &catalog)?;
         check_settings(id_secret.as_deref(), &limits, doc_url.as_deref())?;
         // HMAC takes keys of any length: this never fails.
         let Ok(ids) = id_secret
@@ -290,6 +317,7 @@ impl TryFrom<PluginConfig> for Gateway {
             keys: KeyStore::new(keys),
             serving: Serving::new(&catalog),
             catalog,
+            probes,
             backend_credentials,
             headers,
             doc_url,
@@ -481,18 +509,38 @@ fn resolve_allowed_models(
     Ok(allowed)
 }
 
+/// Backend name → credential, and backend name → probe.
+type BackendSettings = (HashMap<String, String>, HashMap<String, ProbeConfig>);
+
 /// `backends`: each names a backend some model uses, once; its credential
-/// is a valid header value. Returns backend name → credential.
+/// is a valid header value; its probe is within range. When the list is
+/// given, every backend a model names must be in it (a typo in a model's
+/// backend is caught at start, not by its first request).
 fn compile_backends(
     configs: Vec<BackendConfig>,
     catalog: &Catalog,
-) -> Result<HashMap<String, String>, ConfigError> {
+) -> Result<BackendSettings, ConfigError> {
     let used_backends: HashSet<&str> = catalog
         .models()
         .flat_map(|(_, m)| m.routes())
         .map(|r| r.backend.as_str())
         .collect();
+    if !configs.is_empty() {
+        for (i, model) in catalog.models() {
+            if let Some(route) = model
+                .routes()
+                .find(|r| !configs.iter().any(|b| b.name == r.backend))
+            {
+                return Err(ConfigError(format!(
+                    "models[{i}]: backend `{}` is not in `backends` (list every backend there, or none)",
+                    route.backend
+                )));
+            }
+        }
+    }
     let mut backend_credentials = HashMap::new();
+    let mut probes = HashMap::new();
+    let mut seen = HashSet::new();
     for (i, b) in configs.into_iter().enumerate() {
         let at = format!("backends[{i}]");
         if !used_backends.contains(b.name.as_str()) {
@@ -506,17 +554,21 @@ fn compile_backends(
                 return Err(ConfigError(format!("{at}.authorization: must be a non-empty header value without control characters")));
             }
         }
-        if backend_credentials.contains_key(&b.name) {
+        if !seen.insert(b.name.clone()) {
             return Err(ConfigError(format!(
                 "{at}.name: backend `{}` is listed twice",
                 b.name
             )));
         }
+        if let Some(probe) = b.probe {
+            probe.check(&format!("{at}.probe")).map_err(ConfigError)?;
+            probes.insert(b.name.clone(), probe);
+        }
         if let Some(value) = b.authorization {
             backend_credentials.insert(b.name, value);
         }
     }
-    Ok(backend_credentials)
+    Ok((backend_credentials, probes))
 }
 
 /// `id_secret`, `limits` and `doc_url`.

@@ -12,18 +12,21 @@
 use crate::headers::Headers;
 use std::fmt;
 
-/// A header map of the exchange.
+/// A header map of the exchange (or, for the root context, of the answer
+/// to an HTTP call it made).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum HeaderMap {
     Request,
     Response,
+    CallResponse,
 }
 
-/// A body buffer of the exchange.
+/// A body buffer of the exchange (or of an HTTP call's answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Body {
     Request,
     Response,
+    CallResponse,
 }
 
 /// Why the host refused a call (proxy-wasm's status codes).
@@ -55,6 +58,10 @@ pub enum Call {
     Foreign(&'static str),
     DefineMetric,
     IncrementMetric(u32),
+    SetGauge(u32),
+    /// An HTTP call to this cluster.
+    Dispatch(String),
+    ReadClock,
 }
 
 /// A host call that failed: what was asked, and the host's answer.
@@ -75,10 +82,12 @@ impl fmt::Display for HostError {
         let map = |m: &HeaderMap| match m {
             HeaderMap::Request => "request",
             HeaderMap::Response => "response",
+            HeaderMap::CallResponse => "HTTP call's response",
         };
         let body = |b: &Body| match b {
             Body::Request => "request",
             Body::Response => "response",
+            Body::CallResponse => "HTTP call's response",
         };
         match &self.call {
             Call::ReadHeaders(m) => write!(f, "cannot read the {} headers", map(m)),
@@ -93,6 +102,9 @@ impl fmt::Display for HostError {
             Call::Foreign(name) => write!(f, "cannot call foreign function {name}"),
             Call::DefineMetric => f.write_str("cannot define a metric"),
             Call::IncrementMetric(id) => write!(f, "cannot count metric {id}"),
+            Call::SetGauge(id) => write!(f, "cannot set gauge {id}"),
+            Call::Dispatch(cluster) => write!(f, "cannot call cluster {cluster}"),
+            Call::ReadClock => f.write_str("cannot read the clock"),
         }?;
         write!(f, " ({:?})", self.status)
     }
@@ -125,4 +137,19 @@ pub trait Host {
     fn define_counter(&self, name: &str) -> Result<u32, Status>;
     /// Adds `amount` to a counter.
     fn increment(&self, id: u32, amount: i64) -> Result<(), Status>;
+    /// Defines a gauge, returning its id.
+    fn define_gauge(&self, name: &str) -> Result<u32, Status>;
+    /// Sets a gauge.
+    fn set_gauge(&self, id: u32, value: u64) -> Result<(), Status>;
+    /// Sends `GET` (the `headers` name method, path and authority) to an
+    /// Envoy cluster, answered later by the root context's call-response
+    /// callback with the returned token. Root context only.
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: std::time::Duration,
+    ) -> Result<u32, Status>;
+    /// The host's wall clock, in nanoseconds since the Unix epoch.
+    fn now_ns(&self) -> Result<u64, Status>;
 }

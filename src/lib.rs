@@ -28,10 +28,12 @@ pub mod ids;
 pub mod json;
 pub mod metrics;
 pub mod model_names;
+pub mod monitor;
 pub mod multipart;
 pub mod pipeline;
 pub mod plugin;
 pub mod ratelimit;
+pub mod root;
 pub mod serving;
 pub mod sse;
 #[cfg(test)]

@@ -33,7 +33,7 @@ pub fn sample() -> serde_json::Value {
             {"id": "bge-m3", "category": "embeddings", "backend": "backend-b"},
             {"id": "whisper-large-v3", "category": "audio", "backend": "backend-b"}
         ],
-        "backends": [{"name": "backend-b", "authorization": "Bearer backend-b-token"}],
+        "backends": [{"name": "backend-a"}, {"name": "backend-b", "authorization": "Bearer backend-b-token"}],
         "id_secret": "test-secret-test-secret-test-secret-0123",
         "doc_url": "https://example.com/gateway-errors"
     })

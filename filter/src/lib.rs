@@ -9,11 +9,11 @@
 
 use log::error;
 use openai_gateway::charger::Charger;
-use openai_gateway::exchange::{Counters, Exchange, Flow, FLUSH_EVERY_MS};
+use openai_gateway::exchange::{Counters, Exchange, Flow};
 use openai_gateway::headers::Headers;
 use openai_gateway::host::{Body, HeaderMap, Host, Status};
 use openai_gateway::plugin::{self, Plugin};
-use openai_gateway::Gateway;
+use openai_gateway::root::GatewayRoot;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
@@ -50,6 +50,7 @@ fn map_type(map: HeaderMap) -> MapType {
     match map {
         HeaderMap::Request => MapType::HttpRequestHeaders,
         HeaderMap::Response => MapType::HttpResponseHeaders,
+        HeaderMap::CallResponse => MapType::HttpCallResponseHeaders,
     }
 }
 
@@ -57,6 +58,7 @@ fn buffer_type(body: Body) -> BufferType {
     match body {
         Body::Request => BufferType::HttpRequestBody,
         Body::Response => BufferType::HttpResponseBody,
+        Body::CallResponse => BufferType::HttpCallResponseBody,
     }
 }
 
@@ -106,6 +108,32 @@ impl Host for Envoy {
     fn increment(&self, id: u32, amount: i64) -> Result<(), Status> {
         hostcalls::increment_metric(id, amount).map_err(status)
     }
+
+    fn define_gauge(&self, name: &str) -> Result<u32, Status> {
+        hostcalls::define_metric(MetricType::Gauge, name).map_err(status)
+    }
+
+    fn set_gauge(&self, id: u32, value: u64) -> Result<(), Status> {
+        hostcalls::record_metric(id, value).map_err(status)
+    }
+
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<u32, Status> {
+        hostcalls::dispatch_http_call(cluster, headers.to_vec(), None, Vec::new(), timeout)
+            .map_err(status)
+    }
+
+    fn now_ns(&self) -> Result<u64, Status> {
+        let now = hostcalls::get_current_time().map_err(status)?;
+        let since = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| Status::InternalFailure)?;
+        Ok(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
+    }
 }
 
 pub fn action(flow: Flow) -> Action {
@@ -116,18 +144,34 @@ pub fn action(flow: Flow) -> Action {
 }
 
 /// The plugin's root context: holds what `on_configure` made of the
-/// configuration, and the counters its exchanges share.
+/// configuration (the gateway's root: counters and probes), or the charger.
 #[derive(Default)]
 pub struct Root {
-    gateway: Option<Rc<Gateway>>,
+    gateway: Option<GatewayRoot>,
     charger: Option<Rc<Charger>>,
-    counters: Rc<Counters>,
+    /// The counters of exchanges without a configuration (never flushed:
+    /// they answer errors only).
+    unconfigured: Rc<Counters>,
 }
 
 impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        _num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        if let Some(root) = &mut self.gateway {
+            root.on_http_call_response(&Envoy, token_id, body_size);
+        }
+    }
+
     /// The VM is going away: its last counts go to Envoy first.
     fn on_done(&mut self) -> bool {
-        self.counters.flush(&Envoy);
+        if let Some(root) = &self.gateway {
+            root.on_done(&Envoy);
+        }
         true
     }
 }
@@ -148,14 +192,15 @@ impl RootContext for Root {
         };
         match plugin::configure(&bytes) {
             Ok(Plugin::Gateway(gateway)) => {
-                self.gateway = Some(Rc::from(gateway));
+                let root = GatewayRoot::new(&Envoy, Rc::from(gateway));
                 // Exchanges add to the counters in the VM; the tick hands
-                // the sums to Envoy (see exchange::Counters).
-                let every = Duration::from_millis(FLUSH_EVERY_MS);
-                if let Err(status) = hostcalls::set_tick_period(every) {
-                    error!("openai-gateway: cannot set the counters' tick ({status:?}); refusing to start");
+                // the sums to Envoy (see exchange::Counters) and sends the
+                // health probes.
+                if let Err(status) = hostcalls::set_tick_period(root.tick_period()) {
+                    error!("openai-gateway: cannot set the timer ({status:?}); refusing to start");
                     return false;
                 }
+                self.gateway = Some(root);
             }
             Ok(Plugin::Charger(charger)) => self.charger = Some(Rc::new(charger)),
             Err(err) => {
@@ -172,15 +217,19 @@ impl RootContext for Root {
         }
         // Returning None would make the SDK panic: a context without a
         // configuration answers every request with an error instead.
+        let (gateway, counters) = match &self.gateway {
+            Some(root) => (Some(root.gateway.clone()), root.counters.clone()),
+            None => (None, self.unconfigured.clone()),
+        };
         Some(Box::new(HttpExchange(Exchange::new(
-            context_id,
-            self.gateway.clone(),
-            self.counters.clone(),
+            context_id, gateway, counters,
         ))))
     }
 
     fn on_tick(&mut self) {
-        self.counters.flush(&Envoy);
+        if let Some(root) = &mut self.gateway {
+            root.on_tick(&Envoy);
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

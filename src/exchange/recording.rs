@@ -29,6 +29,16 @@ pub struct RecordingHost {
     pub foreign_calls: RefCell<Vec<(String, Vec<u8>)>>,
     /// Counter names by id, and their values.
     pub counters: RefCell<Vec<(String, i64)>>,
+    /// Gauge names by id, and their values.
+    pub gauges: RefCell<Vec<(String, u64)>>,
+    /// The HTTP calls dispatched: cluster, headers, timeout in ms. A call's
+    /// token is its place in this list plus one.
+    pub dispatched: RefCell<Vec<(String, Vec<(String, String)>, u64)>>,
+    /// The answer to the HTTP call being delivered: headers and body.
+    pub call_response_headers: RefCell<Vec<(String, Vec<u8>)>>,
+    pub call_response_body: RefCell<Vec<u8>>,
+    /// The clock, in ns since the epoch.
+    pub now_ns: std::cell::Cell<u64>,
     /// Every call, by method name, in order.
     pub calls: RefCell<Vec<&'static str>>,
     /// A method that fails, and how.
@@ -48,6 +58,7 @@ impl RecordingHost {
         match map {
             HeaderMap::Request => &self.request_headers,
             HeaderMap::Response => &self.response_headers,
+            HeaderMap::CallResponse => &self.call_response_headers,
         }
     }
 
@@ -55,6 +66,7 @@ impl RecordingHost {
         match which {
             Body::Request => &self.request_body,
             Body::Response => &self.response_body,
+            Body::CallResponse => &self.call_response_body,
         }
     }
 
@@ -84,6 +96,15 @@ impl RecordingHost {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| String::from_utf8_lossy(v).into_owned())
+    }
+
+    /// A gauge's value, by stat name.
+    pub fn gauge(&self, name: &str) -> Option<u64> {
+        self.gauges
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| *v)
     }
 
     /// A counter's value, by stat name.
@@ -195,5 +216,46 @@ impl Host for RecordingHost {
         let counter = counters.get_mut(id as usize).ok_or(Status::NotFound)?;
         counter.1 += amount;
         Ok(())
+    }
+
+    fn define_gauge(&self, name: &str) -> Result<u32, Status> {
+        self.call("define_gauge")?;
+        let mut gauges = self.gauges.borrow_mut();
+        if let Some(id) = gauges.iter().position(|(n, _)| n == name) {
+            return Ok(id as u32);
+        }
+        gauges.push((name.to_string(), 0));
+        Ok((gauges.len() - 1) as u32)
+    }
+
+    fn set_gauge(&self, id: u32, value: u64) -> Result<(), Status> {
+        self.call("set_gauge")?;
+        let mut gauges = self.gauges.borrow_mut();
+        gauges.get_mut(id as usize).ok_or(Status::NotFound)?.1 = value;
+        Ok(())
+    }
+
+    fn dispatch(
+        &self,
+        cluster: &str,
+        headers: &[(&str, &str)],
+        timeout: std::time::Duration,
+    ) -> Result<u32, Status> {
+        self.call("dispatch")?;
+        let mut dispatched = self.dispatched.borrow_mut();
+        dispatched.push((
+            cluster.to_string(),
+            headers
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            timeout.as_millis() as u64,
+        ));
+        Ok(dispatched.len() as u32)
+    }
+
+    fn now_ns(&self) -> Result<u64, Status> {
+        self.call("now_ns")?;
+        Ok(self.now_ns.get())
     }
 }

@@ -1,0 +1,89 @@
+//! The gateway's root context, one per Envoy worker: one timer for the
+//! counters' flush (see [`Counters`]) and the health probes (see
+//! [`Monitor`]), and the answers to the probes' HTTP calls.
+
+use crate::config::Gateway;
+use crate::exchange::{Counters, FLUSH_EVERY_MS};
+use crate::host::Host;
+use crate::monitor::Monitor;
+use log::error;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The timer's period while backends are probed: probes fall due at their
+/// own times, so the timer checks often (a check costs no host call but
+/// the clock's).
+pub const PROBE_TICK_MS: u64 = 100;
+
+#[derive(Debug)]
+pub struct GatewayRoot {
+    pub gateway: Rc<Gateway>,
+    pub counters: Rc<Counters>,
+    monitor: Option<Monitor>,
+    flushed_at_ms: u64,
+}
+
+impl GatewayRoot {
+    /// The root of a configured gateway. Its probes' jitter is seeded from
+    /// the clock's nanoseconds, which differ between workers.
+    pub fn new<H: Host>(host: &H, gateway: Rc<Gateway>) -> Self {
+        let now_ns = host.now_ns().unwrap_or_else(|status| {
+            error!("openai-gateway: cannot read the clock ({status:?}); probes start from 0");
+            0
+        });
+        let now_ms = now_ns / 1_000_000;
+        GatewayRoot {
+            monitor: Monitor::new(gateway.clone(), now_ns, now_ms),
+            gateway,
+            counters: Rc::new(Counters::default()),
+            flushed_at_ms: now_ms,
+        }
+    }
+
+    /// How often the host should call [`GatewayRoot::on_tick`].
+    pub fn tick_period(&self) -> Duration {
+        match self.monitor {
+            Some(_) => Duration::from_millis(PROBE_TICK_MS),
+            None => Duration::from_millis(FLUSH_EVERY_MS),
+        }
+    }
+
+    /// The timer: probes due, and the counters every [`FLUSH_EVERY_MS`].
+    pub fn on_tick<H: Host>(&mut self, host: &H) {
+        let Some(now_ms) = self.now_ms(host) else {
+            // Without a clock, at least the counters go on.
+            self.counters.flush(host);
+            return;
+        };
+        if let Some(monitor) = &mut self.monitor {
+            monitor.on_tick(host, now_ms);
+        }
+        let since = now_ms.abs_diff(self.flushed_at_ms);
+        if self.monitor.is_none() || since >= FLUSH_EVERY_MS {
+            self.counters.flush(host);
+            self.flushed_at_ms = now_ms;
+        }
+    }
+
+    /// The answer to an HTTP call this root made.
+    pub fn on_http_call_response<H: Host>(&mut self, host: &H, token: u32, body_size: usize) {
+        let now_ms = self.now_ms(host).unwrap_or(self.flushed_at_ms);
+        if let Some(monitor) = &mut self.monitor {
+            monitor.on_answer(host, token, body_size, now_ms);
+        }
+    }
+
+    /// The VM is going away: its last counts go to Envoy first.
+    pub fn on_done<H: Host>(&self, host: &H) {
+        self.counters.flush(host);
+    }
+
+    /// The probes' view of a backend (for tests and logs).
+    pub fn is_live(&self, backend: &str) -> bool {
+        self.monitor.as_ref().is_none_or(|m| m.is_live(backend))
+    }
+
+    fn now_ms<H: Host>(&self, host: &H) -> Option<u64> {
+        host.now_ns().ok().map(|ns| ns / 1_000_000)
+    }
+}
