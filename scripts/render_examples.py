@@ -51,6 +51,33 @@ def compose_envoy(source: dict) -> dict:
     return b
 
 
+# The model services of examples/istio/gateway.yaml, by backend name: the
+# probes call Istio's outbound clusters for them.
+ISTIO_SERVICES = {"backend-a": ("vllm-llama.models.svc.cluster.local", 8000),
+                  "backend-b": ("media-models.models.svc.cluster.local", 8000)}
+
+
+def istio_probes(wasm_filter: dict) -> None:
+    """Points the gateway's probes at Istio's cluster names (`outbound|PORT||HOST`),
+    keeping the configuration's layout: each probe object gets two members."""
+    configuration = wasm_filter["typed_config"]["config"]["configuration"]
+    text = configuration["value"]
+    plugin = json.loads(text)
+    if "backends" not in plugin:
+        return  # the token charger
+    section = text.rindex('"backends": [')  # the top level's, after the models'
+    for backend in plugin["backends"]:
+        if "probe" not in backend:
+            continue
+        host, port = ISTIO_SERVICES[backend["name"]]
+        at = text.index(f'"name": "{backend["name"]}"', section)
+        end = text.index("}", text.index('"probe": {', at))
+        text = text[:end] + f', "cluster": "outbound|{port}||{host}", "authority": "{host}"' + text[end:]
+        backend["probe"].update(cluster=f"outbound|{port}||{host}", authority=host)
+    assert json.loads(text) == plugin
+    configuration["value"] = text
+
+
 def envoyfilter(source: dict) -> list[dict]:
     """EnvoyFilter patches for an Istio ingress gateway (or any workload)."""
     filters = [f for f in hcm(source)["http_filters"] if f["name"] != "envoy.filters.http.router"]
@@ -59,6 +86,7 @@ def envoyfilter(source: dict) -> list[dict]:
         f = copy.deepcopy(f)
         if f["name"] == "envoy.filters.http.wasm":
             f["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = WASM_IN_ISTIO
+            istio_probes(f)
         patches.append({
             "applyTo": "HTTP_FILTER",
             "match": {"context": "GATEWAY", "listener": {"filterChain": {"filter": {

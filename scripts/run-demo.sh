@@ -26,7 +26,7 @@ trap cleanup EXIT INT TERM
 
 "$MOCK" --name backend-a --listen 127.0.0.1:10001 & pids+=($!)
 "$MOCK" --name backend-b --listen 127.0.0.1:10002 & pids+=($!)
-"$ENVOY" -c "$CONFIG" --concurrency 2 --log-level warn --disable-hot-restart & pids+=($!)
+"$ENVOY" -c "$CONFIG" --concurrency 2 --log-level warn --disable-hot-restart & envoy=$!; pids+=($envoy)
 
 for _ in $(seq 1 100); do
   if curl -fsS http://127.0.0.1:9901/ready >/dev/null 2>&1; then break; fi
@@ -48,6 +48,13 @@ Demo API key: sk-demo
     -H 'Authorization: Bearer sk-demo' -H 'Content-Type: application/json' \
     -d '{"model": "llama-3.1-8b-instruct", "messages": [{"role": "user", "content": "Hello"}]}'
 
+Stop a backend and watch its models leave the list (see the README):
+
+  pkill -f -- '--name backend-a'
+  target/tools/mock-backend --name backend-a --listen 127.0.0.1:10001 &
+
 Press Ctrl-C to stop.
 MSG
-wait -n "${pids[@]}"
+# Backends may be stopped and started again during the demo: only Envoy's
+# exit ends it.
+wait "$envoy"

@@ -62,6 +62,7 @@ pub enum Call {
     /// An HTTP call to this cluster.
     Dispatch(String),
     ReadClock,
+    SharedData(String),
 }
 
 /// A host call that failed: what was asked, and the host's answer.
@@ -105,6 +106,7 @@ impl fmt::Display for HostError {
             Call::SetGauge(id) => write!(f, "cannot set gauge {id}"),
             Call::Dispatch(cluster) => write!(f, "cannot call cluster {cluster}"),
             Call::ReadClock => f.write_str("cannot read the clock"),
+            Call::SharedData(key) => write!(f, "cannot use shared data {key}"),
         }?;
         write!(f, " ({:?})", self.status)
     }
@@ -152,4 +154,10 @@ pub trait Host {
     ) -> Result<u32, Status>;
     /// The host's wall clock, in nanoseconds since the Unix epoch.
     fn now_ns(&self) -> Result<u64, Status>;
+    /// A value the plugin's VMs share (every worker's), with its version
+    /// for [`Host::set_shared`]; `None` when it was never set.
+    fn shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status>;
+    /// Sets a shared value if its version is still `cas` (`None`: whatever
+    /// it is); [`Status::CasMismatch`] when another VM set it first.
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status>;
 }

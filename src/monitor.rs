@@ -10,16 +10,17 @@
 //!   model's backends serve it (0: it is not listed, and requests for it get
 //!   a 503).
 //!
-//! Every worker probes on its own and sets the same gauges; a change is
-//! logged by the worker that saw it (so once per worker, never once per
-//! probe).
+//! Every worker probes on its own and sets the same gauges. A change is
+//! logged once for the whole Envoy, never once per probe: the first worker
+//! to see it records the new state in the VMs' shared data and logs it; a
+//! worker that finds that state already recorded stays silent.
 //!
 //! [`Serving`]: crate::serving::Serving
 
 use crate::catalog::ModelIndex;
 use crate::config::Gateway;
-use crate::health::{classify, wants_body, Change, Prober};
-use crate::host::{Body, HeaderMap, Host};
+use crate::health::{classify, wants_body, Change, Liveness, Prober};
+use crate::host::{Body, HeaderMap, Host, Status};
 use crate::metrics::{self, PREFIX};
 use log::{info, warn};
 use std::rc::Rc;
@@ -145,6 +146,9 @@ impl Monitor {
             return;
         }
         for change in &changes {
+            if !is_news(host, change) {
+                continue;
+            }
             if change.is_loss() {
                 warn!("openai-gateway: {change}");
             } else {
@@ -189,6 +193,53 @@ impl Monitor {
             }
         }
     }
+}
+
+/// Whether no worker has logged this change yet: records each state it
+/// reaches (the backend's liveness, each name's listing) in the shared data,
+/// and is news if any of them was not recorded so. A host without shared
+/// data logs everything.
+fn is_news<H: Host>(host: &H, change: &Change) -> bool {
+    let mut states: Vec<(String, &[u8])> = Vec::new();
+    let key = |what: &str| format!("{PREFIX}.health.{}.{what}", change.name);
+    if let Some(liveness) = &change.liveness {
+        let live: &[u8] = if matches!(liveness, Liveness::Up { .. }) {
+            b"1"
+        } else {
+            b"0"
+        };
+        states.push((key("live"), live));
+    }
+    for name in &change.unlisted {
+        states.push((key(&format!("listed.{name}")), b"0"));
+    }
+    for name in &change.relisted {
+        states.push((key(&format!("listed.{name}")), b"1"));
+    }
+    let mut news = false;
+    for (key, state) in states {
+        news |= record_state(host, &key, state);
+    }
+    news
+}
+
+/// Sets shared `key` to `state` unless it is so already; whether this call
+/// set it (a host error counts as set: better a line twice than never).
+fn record_state<H: Host>(host: &H, key: &str, state: &[u8]) -> bool {
+    for _ in 0..2 {
+        let Ok((current, cas)) = host.shared(key) else {
+            return true;
+        };
+        if current.as_deref() == Some(state) {
+            return false;
+        }
+        match host.set_shared(key, state, cas) {
+            Ok(()) => return true,
+            Err(Status::CasMismatch) => continue,
+            Err(_) => return true,
+        }
+    }
+    true
 }
 
 #[cfg(test)]

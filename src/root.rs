@@ -1,12 +1,18 @@
 //! The gateway's root context, one per Envoy worker: one timer for the
 //! counters' flush (see [`Counters`]) and the health probes (see
 //! [`Monitor`]), and the answers to the probes' HTTP calls.
+//!
+//! Envoy also configures the plugin on its main thread, which never serves
+//! a request: a root starts probing when its first request arrives, so only
+//! the workers that serve probe (and a worker's first probes go out within
+//! a second of its first request).
 
 use crate::config::Gateway;
 use crate::exchange::{Counters, FLUSH_EVERY_MS};
 use crate::host::Host;
 use crate::monitor::Monitor;
 use log::error;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -19,56 +25,71 @@ pub const PROBE_TICK_MS: u64 = 100;
 pub struct GatewayRoot {
     pub gateway: Rc<Gateway>,
     pub counters: Rc<Counters>,
-    monitor: Option<Monitor>,
-    flushed_at_ms: u64,
+    /// Started by the first request (see the module's documentation).
+    monitor: RefCell<Option<Monitor>>,
+    /// Whether any backend has a probe.
+    probed: bool,
+    flushed_at_ms: Cell<u64>,
 }
 
 impl GatewayRoot {
-    /// The root of a configured gateway. Its probes' jitter is seeded from
-    /// the clock's nanoseconds, which differ between workers.
+    /// The root of a configured gateway.
     pub fn new<H: Host>(host: &H, gateway: Rc<Gateway>) -> Self {
-        let now_ns = host.now_ns().unwrap_or_else(|status| {
-            error!("openai-gateway: cannot read the clock ({status:?}); probes start from 0");
-            0
-        });
-        let now_ms = now_ns / 1_000_000;
+        let probed = gateway.probes.values().next().is_some();
         GatewayRoot {
-            monitor: Monitor::new(gateway.clone(), now_ns, now_ms),
+            monitor: RefCell::new(None),
+            probed,
             gateway,
             counters: Rc::new(Counters::default()),
-            flushed_at_ms: now_ms,
+            flushed_at_ms: Cell::new(host.now_ns().map_or(0, |ns| ns / 1_000_000)),
         }
     }
 
     /// How often the host should call [`GatewayRoot::on_tick`].
     pub fn tick_period(&self) -> Duration {
-        match self.monitor {
-            Some(_) => Duration::from_millis(PROBE_TICK_MS),
-            None => Duration::from_millis(FLUSH_EVERY_MS),
+        if self.probed {
+            Duration::from_millis(PROBE_TICK_MS)
+        } else {
+            Duration::from_millis(FLUSH_EVERY_MS)
         }
     }
 
+    /// A request arrived: this root serves, so it probes from now on. The
+    /// probes' jitter is seeded from the clock's nanoseconds, which differ
+    /// between workers.
+    pub fn on_request<H: Host>(&self, host: &H) {
+        let mut monitor = self.monitor.borrow_mut();
+        if monitor.is_some() || !self.probed {
+            return;
+        }
+        let now_ns = host.now_ns().unwrap_or_else(|status| {
+            error!("openai-gateway: cannot read the clock ({status:?}); probes start from 0");
+            0
+        });
+        *monitor = Monitor::new(self.gateway.clone(), now_ns, now_ns / 1_000_000);
+    }
+
     /// The timer: probes due, and the counters every [`FLUSH_EVERY_MS`].
-    pub fn on_tick<H: Host>(&mut self, host: &H) {
+    pub fn on_tick<H: Host>(&self, host: &H) {
         let Some(now_ms) = self.now_ms(host) else {
             // Without a clock, at least the counters go on.
             self.counters.flush(host);
             return;
         };
-        if let Some(monitor) = &mut self.monitor {
+        if let Some(monitor) = self.monitor.borrow_mut().as_mut() {
             monitor.on_tick(host, now_ms);
         }
-        let since = now_ms.abs_diff(self.flushed_at_ms);
-        if self.monitor.is_none() || since >= FLUSH_EVERY_MS {
+        let since = now_ms.abs_diff(self.flushed_at_ms.get());
+        if !self.probed || since >= FLUSH_EVERY_MS {
             self.counters.flush(host);
-            self.flushed_at_ms = now_ms;
+            self.flushed_at_ms.set(now_ms);
         }
     }
 
     /// The answer to an HTTP call this root made.
-    pub fn on_http_call_response<H: Host>(&mut self, host: &H, token: u32, body_size: usize) {
-        let now_ms = self.now_ms(host).unwrap_or(self.flushed_at_ms);
-        if let Some(monitor) = &mut self.monitor {
+    pub fn on_http_call_response<H: Host>(&self, host: &H, token: u32, body_size: usize) {
+        let now_ms = self.now_ms(host).unwrap_or(self.flushed_at_ms.get());
+        if let Some(monitor) = self.monitor.borrow_mut().as_mut() {
             monitor.on_answer(host, token, body_size, now_ms);
         }
     }
@@ -80,7 +101,10 @@ impl GatewayRoot {
 
     /// The probes' view of a backend (for tests and logs).
     pub fn is_live(&self, backend: &str) -> bool {
-        self.monitor.as_ref().is_none_or(|m| m.is_live(backend))
+        self.monitor
+            .borrow()
+            .as_ref()
+            .is_none_or(|m| m.is_live(backend))
     }
 
     fn now_ms<H: Host>(&self, host: &H) -> Option<u64> {

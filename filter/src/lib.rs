@@ -127,6 +127,14 @@ impl Host for Envoy {
             .map_err(status)
     }
 
+    fn shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+        hostcalls::get_shared_data(key).map_err(status)
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(status)
+    }
+
     fn now_ns(&self) -> Result<u64, Status> {
         let now = hostcalls::get_current_time().map_err(status)?;
         let since = now
@@ -218,7 +226,10 @@ impl RootContext for Root {
         // Returning None would make the SDK panic: a context without a
         // configuration answers every request with an error instead.
         let (gateway, counters) = match &self.gateway {
-            Some(root) => (Some(root.gateway.clone()), root.counters.clone()),
+            Some(root) => {
+                root.on_request(&Envoy);
+                (Some(root.gateway.clone()), root.counters.clone())
+            }
             None => (None, self.unconfigured.clone()),
         };
         Some(Box::new(HttpExchange(Exchange::new(

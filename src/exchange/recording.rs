@@ -39,6 +39,8 @@ pub struct RecordingHost {
     pub call_response_body: RefCell<Vec<u8>>,
     /// The clock, in ns since the epoch.
     pub now_ns: std::cell::Cell<u64>,
+    /// Shared data: key → (value, version).
+    pub shared: RefCell<BTreeMap<String, (Vec<u8>, u32)>>,
     /// Every call, by method name, in order.
     pub calls: RefCell<Vec<&'static str>>,
     /// A method that fails, and how.
@@ -257,5 +259,25 @@ impl Host for RecordingHost {
     fn now_ns(&self) -> Result<u64, Status> {
         self.call("now_ns")?;
         Ok(self.now_ns.get())
+    }
+
+    fn shared(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+        self.call("shared")?;
+        Ok(match self.shared.borrow().get(key) {
+            Some((value, version)) => (Some(value.clone()), Some(*version)),
+            None => (None, None),
+        })
+    }
+
+    fn set_shared(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        self.call("set_shared")?;
+        let mut shared = self.shared.borrow_mut();
+        let version = shared.get(key).map(|(_, v)| *v);
+        if cas.is_some() && version.is_some() && cas != version {
+            return Err(Status::CasMismatch);
+        }
+        let next = version.map_or(1, |v| v + 1);
+        shared.insert(key.to_string(), (value.to_vec(), next));
+        Ok(())
     }
 }

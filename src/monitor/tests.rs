@@ -29,17 +29,25 @@ fn probed_root(host: &RecordingHost) -> GatewayRoot {
         serde_json::json!([{"name": "backend-a"}, {"name": "backend-b", "upstream_model": "llama3.1:8b"}]),
     );
     host.now_ns.set(START_NS);
-    GatewayRoot::new(host, Rc::new(compile(&config).unwrap()))
+    let root = GatewayRoot::new(host, Rc::new(compile(&config).unwrap()));
+    // A root probes once it serves (Envoy's main thread never does).
+    tick(&root, host, 2000);
+    assert!(
+        host.dispatched.borrow().is_empty(),
+        "no probe before a request"
+    );
+    root.on_request(host);
+    root
 }
 
 /// Moves the clock `ms` on and ticks.
-fn tick(root: &mut GatewayRoot, host: &RecordingHost, ms: u64) {
+fn tick(root: &GatewayRoot, host: &RecordingHost, ms: u64) {
     host.now_ns.set(host.now_ns.get() + ms * 1_000_000);
     root.on_tick(host);
 }
 
 /// Answers HTTP call `token` with `status` and `body`.
-fn answer(root: &mut GatewayRoot, host: &RecordingHost, token: u32, status: &str, body: &[u8]) {
+fn answer(root: &GatewayRoot, host: &RecordingHost, token: u32, status: &str, body: &[u8]) {
     *host.call_response_headers.borrow_mut() = if status.is_empty() {
         vec![]
     } else {
@@ -86,10 +94,10 @@ const LISTS_LLAMA: &[u8] =
 #[test]
 fn probes_go_out_on_the_timer_with_their_headers_and_the_backends_credential() {
     let host = RecordingHost::default();
-    let mut root = probed_root(&host);
+    let root = probed_root(&host);
     assert_eq!(root.tick_period().as_millis(), 100);
     // The first probes fall due within a second of start.
-    tick(&mut root, &host, 1000);
+    tick(&root, &host, 1000);
     let dispatched = host.dispatched.borrow().clone();
     assert_eq!(dispatched.len(), 2, "{dispatched:?}");
     let (cluster, headers, timeout) = &dispatched[0];
@@ -105,7 +113,7 @@ fn probes_go_out_on_the_timer_with_their_headers_and_the_backends_credential() {
     assert!(headers.contains(&("authorization".into(), "Bearer backend-b-token".into())));
     // One probe in flight per backend: nothing more until they answer.
     for _ in 0..5 {
-        tick(&mut root, &host, 100);
+        tick(&root, &host, 100);
     }
     assert_eq!(host.dispatched.borrow().len(), 2);
     // Every gauge is set from the first tick: all live.
@@ -126,20 +134,20 @@ fn probes_go_out_on_the_timer_with_their_headers_and_the_backends_credential() {
 #[test]
 fn failures_past_the_threshold_fail_over_and_one_success_brings_it_back() {
     let host = RecordingHost::default();
-    let mut root = probed_root(&host);
+    let root = probed_root(&host);
     assert_eq!(
         backend_of_chat(&root, "gpt-4o-mini"),
         Ok("backend-a".into())
     );
-    tick(&mut root, &host, 1000);
+    tick(&root, &host, 1000);
     answer(
-        &mut root,
+        &root,
         &host,
         last_token(&host, "cluster-b"),
         "200",
         LISTS_LLAMA,
     );
-    answer(&mut root, &host, last_token(&host, "backend-a"), "503", b"");
+    answer(&root, &host, last_token(&host, "backend-a"), "503", b"");
     assert!(
         root.is_live("backend-a"),
         "one failure is below the threshold"
@@ -149,9 +157,9 @@ fn failures_past_the_threshold_fail_over_and_one_success_brings_it_back() {
         Ok("backend-a".into())
     );
 
-    tick(&mut root, &host, 1200);
+    tick(&root, &host, 1200);
     // No headers at all: Envoy's timeout or a refused connection.
-    answer(&mut root, &host, last_token(&host, "backend-a"), "", b"");
+    answer(&root, &host, last_token(&host, "backend-a"), "", b"");
     assert!(!root.is_live("backend-a"));
     // llama fails over to backend-b; qwen (backend-a only) is unavailable.
     assert_eq!(
@@ -172,8 +180,8 @@ fn failures_past_the_threshold_fail_over_and_one_success_brings_it_back() {
         Some(0)
     );
 
-    tick(&mut root, &host, 1200);
-    answer(&mut root, &host, last_token(&host, "backend-a"), "204", b"");
+    tick(&root, &host, 1200);
+    answer(&root, &host, last_token(&host, "backend-a"), "204", b"");
     assert!(root.is_live("backend-a"));
     assert_eq!(
         backend_of_chat(&root, "qwen2.5-coder-7b"),
@@ -188,14 +196,14 @@ fn failures_past_the_threshold_fail_over_and_one_success_brings_it_back() {
 #[test]
 fn a_models_probe_that_stops_listing_a_name_takes_that_route_out() {
     let host = RecordingHost::default();
-    let mut root = probed_root(&host);
-    tick(&mut root, &host, 1000);
+    let root = probed_root(&host);
+    tick(&root, &host, 1000);
     // backend-a out (two failures), backend-b lists no llama.
-    answer(&mut root, &host, last_token(&host, "backend-a"), "500", b"");
-    tick(&mut root, &host, 1200);
-    answer(&mut root, &host, last_token(&host, "backend-a"), "500", b"");
+    answer(&root, &host, last_token(&host, "backend-a"), "500", b"");
+    tick(&root, &host, 1200);
+    answer(&root, &host, last_token(&host, "backend-a"), "500", b"");
     answer(
-        &mut root,
+        &root,
         &host,
         last_token(&host, "cluster-b"),
         "200",
@@ -208,9 +216,9 @@ fn a_models_probe_that_stops_listing_a_name_takes_that_route_out() {
         Some(0)
     );
     // Listed again: served again.
-    tick(&mut root, &host, 1200);
+    tick(&root, &host, 1200);
     answer(
-        &mut root,
+        &root,
         &host,
         last_token(&host, "cluster-b"),
         "200",
@@ -232,17 +240,11 @@ fn bad_answers_count_as_failures_and_huge_ones_are_never_read() {
         ("abc", LISTS_LLAMA.to_vec(), false),
     ] {
         let host = RecordingHost::default();
-        let mut root = probed_root(&host);
+        let root = probed_root(&host);
         for _ in 0..2 {
-            tick(&mut root, &host, 1200);
+            tick(&root, &host, 1200);
             host.reset_calls();
-            answer(
-                &mut root,
-                &host,
-                last_token(&host, "cluster-b"),
-                status,
-                &body,
-            );
+            answer(&root, &host, last_token(&host, "cluster-b"), status, &body);
             assert_eq!(
                 host.counts().contains_key("body"),
                 reads_body,
@@ -257,24 +259,24 @@ fn bad_answers_count_as_failures_and_huge_ones_are_never_read() {
 #[test]
 fn lost_answers_time_out_and_refused_dispatches_fail() {
     let host = RecordingHost::default();
-    let mut root = probed_root(&host);
-    tick(&mut root, &host, 1000);
+    let root = probed_root(&host);
+    tick(&root, &host, 1000);
     // backend-a never answers: given up on after timeout + grace, twice.
-    tick(&mut root, &host, 1600);
-    tick(&mut root, &host, 1200);
-    tick(&mut root, &host, 1600);
+    tick(&root, &host, 1600);
+    tick(&root, &host, 1200);
+    tick(&root, &host, 1600);
     assert!(!root.is_live("backend-a"));
     // A late answer to a probe given up on changes nothing.
     let late = last_token(&host, "backend-a");
-    answer(&mut root, &host, late - 2, "200", b"");
+    answer(&root, &host, late - 2, "200", b"");
     assert!(!root.is_live("backend-a"));
 
     // The host refuses to send (an unknown cluster): failures too.
     let host = RecordingHost::default();
-    let mut root = probed_root(&host);
+    let root = probed_root(&host);
     *host.failing.borrow_mut() = Some(("dispatch", Status::BadArgument));
-    tick(&mut root, &host, 1000);
-    tick(&mut root, &host, 1200);
+    tick(&root, &host, 1000);
+    tick(&root, &host, 1200);
     assert!(!root.is_live("backend-a"));
     assert!(!root.is_live("backend-b"));
 }
@@ -282,10 +284,10 @@ fn lost_answers_time_out_and_refused_dispatches_fail() {
 #[test]
 fn calls_that_are_not_probes_in_flight_are_ignored_unread() {
     let host = RecordingHost::default();
-    let mut root = probed_root(&host);
-    tick(&mut root, &host, 1000);
+    let root = probed_root(&host);
+    tick(&root, &host, 1000);
     host.reset_calls();
-    answer(&mut root, &host, 999, "200", b"{}");
+    answer(&root, &host, 999, "200", b"{}");
     // Only the clock was read.
     assert_eq!(
         host.counts().keys().copied().collect::<Vec<_>>(),
@@ -297,10 +299,46 @@ fn calls_that_are_not_probes_in_flight_are_ignored_unread() {
 fn a_gateway_without_probes_has_no_monitor_and_flushes_every_second() {
     let host = RecordingHost::default();
     host.now_ns.set(START_NS);
-    let mut root = GatewayRoot::new(&host, Rc::new(compile(&sample()).unwrap()));
+    let root = GatewayRoot::new(&host, Rc::new(compile(&sample()).unwrap()));
     assert_eq!(root.tick_period().as_millis(), 1000);
-    tick(&mut root, &host, 1000);
+    tick(&root, &host, 1000);
     assert!(host.dispatched.borrow().is_empty());
     assert!(host.gauges.borrow().is_empty());
     assert!(root.is_live("backend-a"));
+}
+
+#[test]
+fn a_change_is_news_once_for_all_workers() {
+    use crate::health::{Change, FailureReason, Liveness};
+    let host = RecordingHost::default(); // its shared data is every worker's
+    let down = Change {
+        backend: 0,
+        name: "backend-a".into(),
+        liveness: Some(Liveness::Down {
+            failures: 2,
+            last: FailureReason::Status(503),
+        }),
+        unlisted: vec![],
+        relisted: vec![],
+    };
+    assert!(super::is_news(&host, &down), "the first worker logs it");
+    assert!(!super::is_news(&host, &down), "the second stays silent");
+    let up = Change {
+        liveness: Some(Liveness::Up { successes: 1 }),
+        ..down.clone()
+    };
+    assert!(super::is_news(&host, &up));
+    assert!(!super::is_news(&host, &up));
+    assert!(super::is_news(&host, &down), "down again is news again");
+    // A listing change is news on its own.
+    let unlisted = Change {
+        liveness: None,
+        unlisted: vec!["bge-m3".into()],
+        ..down.clone()
+    };
+    assert!(super::is_news(&host, &unlisted));
+    assert!(!super::is_news(&host, &unlisted));
+    // Without shared data, everything is news.
+    *host.failing.borrow_mut() = Some(("shared", Status::InternalFailure));
+    assert!(super::is_news(&host, &unlisted));
 }

@@ -88,6 +88,7 @@ class Backend:
     name: str
     port: int
     proc: subprocess.Popen
+    args: tuple[str, ...] = ()
 
     @property
     def url(self) -> str:
@@ -110,6 +111,19 @@ class Backend:
         if self.proc.poll() is None:
             secrets_audit.keep(self, stopping=True)
         stop(self.proc)
+
+    def restart(self) -> None:
+        """Starts a stopped backend again, on the same port."""
+        assert self.proc.poll() is not None, f"{self.name} is running"
+        self.proc = _spawn_backend(self.name, self.port, self.args)
+        _wait_backend(self)
+        secrets_audit.track(self)
+
+    def control(self, what: str, body: dict) -> None:
+        """PUT /__mock/<what> (`probe` mode, `models` listed)."""
+        req = urllib.request.Request(f"{self.url}/__mock/{what}", method="PUT", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        urllib.request.urlopen(req, timeout=5).close()
 
 
 # --- what the tests send, and what the backends received ---------------------------
@@ -139,15 +153,24 @@ def nothing_reached(backends: dict[str, Backend]) -> bool:
     return all(not b.requests() for b in backends.values())
 
 
-def start_backend(name: str) -> Backend:
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(MOCK), "--name", name, "--listen", f"127.0.0.1:{port}", "--threads", "1"],
+def _spawn_backend(name: str, port: int, args: tuple[str, ...]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [str(MOCK), "--name", name, "--listen", f"127.0.0.1:{port}", "--threads", "1", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    backend = Backend(name, port, proc)
-    wait_until(lambda: http_get_json(f"{backend.url}/__mock/health")["backend"] == name, 10, f"backend {name}")
+
+
+def _wait_backend(backend: Backend) -> None:
+    wait_until(lambda: http_get_json(f"{backend.url}/__mock/health")["backend"] == backend.name, 10,
+               f"backend {backend.name}")
+
+
+def start_backend(name: str, args: tuple[str, ...] = ()) -> Backend:
+    """A mock backend; `args` are more of its command-line flags (`--models`)."""
+    port = free_port()
+    backend = Backend(name, port, _spawn_backend(name, port, args), args)
+    _wait_backend(backend)
     secrets_audit.track(backend)
     return backend
 
@@ -268,6 +291,19 @@ class RateLimitService:
             secrets_audit.keep(self, stopping=True)
         stop(self.proc)
 
+    def restart(self) -> None:
+        """Starts a stopped backend again, on the same port."""
+        assert self.proc.poll() is not None, f"{self.name} is running"
+        self.proc = _spawn_backend(self.name, self.port, self.args)
+        _wait_backend(self)
+        secrets_audit.track(self)
+
+    def control(self, what: str, body: dict) -> None:
+        """PUT /__mock/<what> (`probe` mode, `models` listed)."""
+        req = urllib.request.Request(f"{self.url}/__mock/{what}", method="PUT", data=json.dumps(body).encode(),
+                                     headers={"content-type": "application/json"})
+        urllib.request.urlopen(req, timeout=5).close()
+
 
 def ratelimit_config_with_test_keys() -> dict:
     """envoy/ratelimit-config.yaml plus limits for the test keys."""
@@ -368,6 +404,8 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
         {"id": "offline-model", "category": "text", "backend": DEAD_BACKEND},
         {"id": "unrouted-model", "category": "text", "backend": UNROUTED_BACKEND},
     ]
+    # Not probed: requests reach Envoy's connection failure and missing route.
+    config["backends"] += [{"name": DEAD_BACKEND}, {"name": UNROUTED_BACKEND}]
     set_plugin_config(b, config)
     for f in connection_manager(b)["http_filters"]:
         if f["name"] != "envoy.filters.http.local_ratelimit":
@@ -396,16 +434,20 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
 
 def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "backend-b"),
                   extra_ports: dict[str, int] | None = None, shared_backends: dict | None = None,
-                  component_log_level: str | None = None, audited: bool = True) -> Gateway:
+                  component_log_level: str | None = None, audited: bool = True,
+                  backend_args: dict[str, tuple[str, ...]] | None = None) -> Gateway:
     """Envoy with `bootstrap` (default: the demo's) plus the test overlay.
     `extra_ports` maps further cluster names (e.g. `ratelimit`) to ports;
     `shared_backends` puts this Envoy in front of another gateway's backends
     (a second replica; stopping it leaves them running).
     `component_log_level` is Envoy's `--component-log-level` (default: the
     filter at WASM_LOG_LEVEL). The logs of an `audited` gateway stay until the
-    end of the session, for the secrets audit (conftest.py)."""
+    end of the session, for the secrets audit (conftest.py). `backend_args`
+    maps backend names to more mock-backend flags."""
     owned = shared_backends is None
-    backends = {name: start_backend(name) for name in backend_names} if owned else dict(shared_backends)
+    backend_args = backend_args or {}
+    backends = ({name: start_backend(name, backend_args.get(name, ())) for name in backend_names}
+                if owned else dict(shared_backends))
     proc = None
     try:
         ports = {name: b.port for name, b in backends.items()}

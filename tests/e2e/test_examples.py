@@ -3,6 +3,7 @@ each is internally consistent and loads in the real Envoy with the real
 filter."""
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -137,6 +138,23 @@ def test_a_bootstrap_assembled_from_the_envoyfilter_loads_with_the_filter(tmp_pa
     result = validate(bootstrap, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "openai-gateway: configured" in result.stdout + result.stderr
+
+
+def test_istio_probes_call_the_clusters_istio_makes_for_the_virtualservice_destinations():
+    (vs,) = [d for _, d in istio_docs() if d["kind"] == "VirtualService"]
+    destinations = {}
+    for route in vs["spec"]["http"]:
+        backend = route["match"][0]["headers"]["x-gateway-backend"]["exact"]
+        dest = route["route"][0]["destination"]
+        destinations[backend] = (f"outbound|{dest['port']['number']}||{dest['host']}", dest["host"])
+    (envoyfilter,) = [d for _, d in istio_docs() if d["kind"] == "EnvoyFilter"]
+    wasm = next(p["patch"]["value"] for p in envoyfilter["spec"]["configPatches"]
+                if p["applyTo"] == "HTTP_FILTER" and p["patch"]["value"]["typed_config"]["config"]["root_id"] == "openai_gateway")
+    plugin = json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
+    probed = [b for b in plugin["backends"] if "probe" in b]
+    assert probed
+    for backend in probed:
+        assert (backend["probe"]["cluster"], backend["probe"]["authority"]) == destinations[backend["name"]]
 
 
 def test_the_istio_ratelimit_configmap_is_the_shipped_limits():
