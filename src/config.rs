@@ -513,9 +513,11 @@ fn resolve_allowed_models(
 type BackendSettings = (HashMap<String, String>, HashMap<String, ProbeConfig>);
 
 /// `backends`: each names a backend some model uses, once; its credential
-/// is a valid header value; its probe is within range. When the list is
-/// given, every backend a model names must be in it (a typo in a model's
-/// backend is caught at start, not by its first request).
+/// is a valid header value; its probe is within range. A model's list of
+/// backends (`models[].backends`) may only name backends declared here (a
+/// typo is caught at start, not by a failover); a single `backend` may be
+/// undeclared (as before lists existed: it is then neither probed nor given
+/// a credential).
 fn compile_backends(
     configs: Vec<BackendConfig>,
     catalog: &Catalog,
@@ -525,17 +527,19 @@ fn compile_backends(
         .flat_map(|(_, m)| m.routes())
         .map(|r| r.backend.as_str())
         .collect();
-    if !configs.is_empty() {
-        for (i, model) in catalog.models() {
-            if let Some(route) = model
-                .routes()
-                .find(|r| !configs.iter().any(|b| b.name == r.backend))
-            {
-                return Err(ConfigError(format!(
-                    "models[{i}]: backend `{}` is not in `backends` (list every backend there, or none)",
-                    route.backend
-                )));
-            }
+    for (i, model) in catalog.models() {
+        if model.fallbacks.is_empty() {
+            continue;
+        }
+        if let Some((j, route)) = model
+            .routes()
+            .enumerate()
+            .find(|(_, r)| !configs.iter().any(|b| b.name == r.backend))
+        {
+            return Err(ConfigError(format!(
+                "models[{i}].backends[{j}].name: backend `{}` is not in `backends`: a model's list of backends may only name declared ones",
+                route.backend
+            )));
         }
     }
     let mut backend_credentials = HashMap::new();

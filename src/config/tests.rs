@@ -48,7 +48,7 @@ fn invalid_configurations_are_refused_with_the_field_named() {
         (|c| c["models"][1]["backend"] = json!("bad/backend"), "models[1].backend"),
         (|c| c["models"][1]["id"] = json!(""), "models[1].id"),
         (|c| c["backends"].as_array_mut().unwrap().push(json!({"name": "backend-z"})), "backends[2].name: no model uses backend `backend-z`"),
-        (|c| c["models"][1]["backend"] = json!("backend-q"), "models[1]: backend `backend-q` is not in `backends`"),
+        (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "backend-a"}, {"name": "backend-q"}]) }, "models[1].backends[1].name: backend `backend-q` is not in `backends`"),
         (|c| c["backends"][0]["probe"] = json!({"path": "/health", "interval_ms": 0}), "backends[0].probe.interval_ms: must be between 100 and 3600000 (got 0)"),
         (|c| c["backends"][0]["probe"] = json!({"path": "/health", "interval_ms": -5}), "invalid value"),
         (|c| c["backends"][0]["probe"] = json!({"path": "/health", "interval_ms": 1_000_000_000_000u64}), "backends[0].probe.interval_ms: must be between"),
@@ -73,7 +73,7 @@ fn invalid_configurations_are_refused_with_the_field_named() {
         (|c| { c["models"][0]["context_window"] = json!(100); c["models"][0]["max_output_tokens"] = json!(200) }, "more than the context window"),
         (|c| c["models"][1]["backends"] = json!([{"name": "backend-b"}]), "models[1]: give `backend` or `backends`, not both"),
         (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); }, "models[1]: missing `backend`"),
-        (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "a"}, {"name": "a"}]) }, "models[1].backends[1].name: backend `a` is listed twice"),
+        (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "backend-a"}, {"name": "backend-a"}]) }, "models[1].backends[1].name: backend `backend-a` is listed twice"),
         (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "a", "upstream_model": ""}]) }, "models[1].backends[0].upstream_model"),
         (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "a b"}]) }, "models[1].backends[0].name"),
         (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "a", "weight": 1}]) }, "unknown field `weight`"),
@@ -110,3 +110,16 @@ fn hex_digests_round_trip_and_rejects() {
     assert_eq!(parse_hex_digest(&"g".repeat(64)), None);
     assert_eq!(parse_hex_digest(&"é".repeat(32)), None);
 }
+
+#[test]
+fn configurations_written_before_backend_lists_still_load() {
+    // `backends` names only the backend with a credential; the models'
+    // other backend is undeclared: neither probed nor given a credential.
+    let mut config = sample();
+    config["backends"] = json!([{"name": "backend-b", "authorization": "Bearer b"}]);
+    let g = compile(&config).unwrap();
+    assert!(g.probes.is_empty());
+    assert_eq!(g.probed_backends()[0].name, "backend-a");
+    assert!(g.probed_backends()[0].probe.is_none());
+}
+

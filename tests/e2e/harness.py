@@ -404,8 +404,6 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
         {"id": "offline-model", "category": "text", "backend": DEAD_BACKEND},
         {"id": "unrouted-model", "category": "text", "backend": UNROUTED_BACKEND},
     ]
-    # Not probed: requests reach Envoy's connection failure and missing route.
-    config["backends"] += [{"name": DEAD_BACKEND}, {"name": UNROUTED_BACKEND}]
     set_plugin_config(b, config)
     for f in connection_manager(b)["http_filters"]:
         if f["name"] != "envoy.filters.http.local_ratelimit":
