@@ -122,4 +122,3 @@ fn configurations_written_before_backend_lists_still_load() {
     assert_eq!(g.probed_backends()[0].name, "backend-a");
     assert!(g.probed_backends()[0].probe.is_none());
 }
-
