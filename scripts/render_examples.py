@@ -8,7 +8,7 @@ they cannot drift from what the end-to-end tests run:
 - examples/docker-compose/envoy.yaml: envoy/global-ratelimit.yaml with the
   compose network's addresses and the mounted .wasm path.
 - examples/istio/envoyfilter.yaml: the same filters (gateway, requests limiter,
-  token charger, tokens limiter) as Istio EnvoyFilter patches, with the same
+  tokens limiter) as Istio EnvoyFilter patches, with the same
   plugin configuration inline, and the streams' routes' idle timeouts."""
 
 from __future__ import annotations
@@ -95,11 +95,12 @@ def envoyfilter(source: dict) -> list[dict]:
             "patch": {"operation": "INSERT_BEFORE", "value": f},
         })
     vhost = hcm(source)["route_config"]["virtual_hosts"][0]
-    patches.append({
-        "applyTo": "VIRTUAL_HOST",
-        "match": {"context": "GATEWAY"},
-        "patch": {"operation": "MERGE", "value": {"rate_limits": vhost["rate_limits"]}},
-    })
+    if "rate_limits" in vhost:
+        patches.append({
+            "applyTo": "VIRTUAL_HOST",
+            "match": {"context": "GATEWAY"},
+            "patch": {"operation": "MERGE", "value": {"rate_limits": vhost["rate_limits"]}},
+        })
     # A VirtualService cannot set a route's idle timeout: the streams' routes
     # (same names in gateway.yaml) get theirs here.
     for route in vhost["routes"]:

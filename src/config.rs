@@ -3,6 +3,7 @@
 //! into an immutable [`Gateway`] shared by every request.
 
 use crate::auth::{ApiKey, KeyDigest, KeyStore};
+use crate::billing::Settlement;
 use crate::catalog::{Capability, Catalog, Category, Model, ModelIndex, ModelRoute};
 use crate::health::{self, ProbeConfig};
 use crate::ids::IdCodec;
@@ -48,12 +49,19 @@ pub struct TokenLimits {
     /// Completion tokens charged when a request sets no `max_tokens` /
     /// `max_completion_tokens`.
     pub default_max_tokens: u64,
+    /// When the tokens limit is charged: `reserve` (the estimate, up
+    /// front), `settle` (1 up front, the reported usage when the exchange
+    /// completes) or `reserve_then_settle` (the estimate up front, the
+    /// usage beyond it when the exchange completes). Settling needs Envoy's
+    /// `ratelimit` filter with an `apply_on_stream_done` rate limit.
+    pub settlement: Settlement,
 }
 
 impl Default for TokenLimits {
     fn default() -> Self {
         TokenLimits {
             default_max_tokens: 1024,
+            settlement: Settlement::Reserve,
         }
     }
 }

@@ -12,6 +12,7 @@
 #![cfg_attr(not(test), deny(clippy::arithmetic_side_effects))]
 
 pub mod auth;
+pub mod billing;
 pub mod body_headers;
 pub mod catalog;
 pub mod charger;

@@ -17,6 +17,7 @@ mod tests;
 pub use counters::{Counters, FLUSH_EVERY_MS};
 pub use response::{BodyStep, ResponseBody};
 
+use crate::billing::{self, Ending, Settlement};
 use crate::config::Gateway;
 use crate::error::ApiError;
 use crate::headers::Headers;
@@ -63,6 +64,8 @@ pub struct Exchange {
     response: ResponseBody,
     /// What the response reported, for accounting.
     usage: Option<Usage>,
+    /// The backend answered (rather than Envoy, a limiter, or the gateway).
+    from_backend: bool,
 }
 
 /// The filter-state property that publishes an exchange's usage to Envoy's
@@ -70,6 +73,13 @@ pub struct Exchange {
 /// `prompt_tokens=12 completion_tokens=3 cached_tokens=0`. One property,
 /// not one per count: each `set_property` costs Envoy a filter-state object.
 pub const USAGE_PROPERTY: &str = "openai_gateway_usage";
+
+/// The filter-state property holding the tokens an exchange owes the tokens
+/// limit when it completes, a plain number for the `ratelimit` filter's
+/// `apply_on_stream_done` rate limit:
+/// `hits_addend: {format: "%FILTER_STATE(wasm.openai_gateway_settle_tokens:PLAIN)%"}`.
+/// Set in `settle` and `reserve_then_settle` modes only (one host call).
+pub const SETTLE_TOKENS_PROPERTY: &str = "openai_gateway_settle_tokens";
 
 impl Exchange {
     /// A new exchange. Without a gateway (an invalid configuration), every
@@ -90,6 +100,7 @@ impl Exchange {
             replied: false,
             response: ResponseBody::default(),
             usage: None,
+            from_backend: false,
         }
     }
 
@@ -211,6 +222,7 @@ impl Exchange {
                 self.send(host, &reply)
             }
             AfterResponseHeaders::Edit { mut edits, body } => {
+                self.from_backend = details.is_empty() || details == "via_upstream";
                 edits.set.extend(self.request.plan.headers.iter().cloned());
                 self.response = ResponseBody::new(body);
                 if let Err(error) = apply(host, HeaderMap::Response, &headers, &[&edits]) {
@@ -293,11 +305,12 @@ impl Exchange {
         Flow::Continue
     }
 
-    /// Counts the finished exchange.
+    /// Counts the finished exchange and says what it owes the tokens limit.
     pub fn on_log(&mut self, host: &impl Host) {
-        if self.gateway.is_none() {
+        let Some(gateway) = self.gateway.clone() else {
             return;
-        }
+        };
+        self.settle(host, gateway.token_limits.settlement);
         let outcome = metrics::Outcome {
             key_id: self.key_id.as_deref(),
             model: self.request.plan.model.as_deref(),
@@ -306,6 +319,30 @@ impl Exchange {
             usage: self.usage,
         };
         self.counters.record(host, &outcome);
+    }
+
+    /// Publishes the tokens the exchange owes the tokens limit now that it
+    /// is complete (see [`SETTLE_TOKENS_PROPERTY`]): only for a request that
+    /// was forwarded (the limiters saw it), and only when settling.
+    fn settle(&self, host: &impl Host, mode: Settlement) {
+        let plan = &self.request.plan;
+        if mode == Settlement::Reserve || plan.backend.is_none() {
+            return;
+        }
+        let ending = if self.from_backend && (200..300).contains(&self.status) {
+            let used = billing::believable(self.usage.as_ref())
+                .map(|u| u.prompt_tokens.saturating_add(u.completion_tokens));
+            Ending::Served(used)
+        } else {
+            Ending::Unserved
+        };
+        let due = billing::at_completion(mode, plan.token_cost, plan.estimate, ending);
+        if let Err(status) =
+            host.set_property(&[SETTLE_TOKENS_PROPERTY], due.to_string().as_bytes())
+        {
+            let error = HostError::new(Call::SetProperty(SETTLE_TOKENS_PROPERTY), status);
+            warn!("[{}] {error}", self.id);
+        }
     }
 
     /// Keeps the usage for the metrics and publishes it to Envoy's access log.

@@ -585,3 +585,119 @@ fn host_call_budgets() {
         );
     }
 }
+
+/// An exchange of a gateway charging the tokens limit as `settlement` says.
+fn settling_exchange(settlement: &str) -> Exchange {
+    let mut config = crate::test_support::sample();
+    config["token_limits"] = serde_json::json!({"settlement": settlement});
+    let gateway = crate::test_support::compile(&config).unwrap();
+    Exchange::new(7, Some(Rc::new(gateway)), Rc::new(Counters::default()))
+}
+
+/// A chat through `ex`, answered by the backend with `status` and `body`
+/// (or by Envoy when `details` says so); the settle property it left.
+fn settled(
+    ex: &mut Exchange,
+    status: &str,
+    details: &str,
+    body: &str,
+) -> (RecordingHost, Option<String>) {
+    let host = RecordingHost::default();
+    chat_request(&host, CHAT);
+    ex.on_request_headers(&host, false);
+    deliver_request_body(ex, &host, CHAT.as_bytes(), 1);
+    *host.response_headers.borrow_mut() =
+        pairs(&[(":status", status), ("content-type", "application/json")]);
+    if !details.is_empty() {
+        host.properties
+            .borrow_mut()
+            .insert("response.code_details".into(), details.as_bytes().to_vec());
+    }
+    if ex.on_response_headers(&host) == Flow::Continue {
+        deliver_response_body(ex, &host, &[body.as_bytes()]);
+    }
+    host.reset_calls();
+    ex.on_log(&host);
+    let value = host
+        .properties
+        .borrow()
+        .get(SETTLE_TOKENS_PROPERTY)
+        .map(|v| String::from_utf8(v.clone()).unwrap());
+    (host, value)
+}
+
+#[test]
+fn completed_exchanges_owe_the_tokens_limit_what_the_settlement_mode_says() {
+    // CHAT's estimate: what `reserve` charges up front.
+    let estimate = {
+        let mut ex = exchange();
+        let host = RecordingHost::default();
+        chat_request(&host, CHAT);
+        ex.on_request_headers(&host, false);
+        deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
+        ex.request.plan.estimate
+    };
+    assert!(estimate > 15, "{estimate}");
+    // settle: 1 up front, then the 15 tokens the response reports, less that 1.
+    let mut ex = settling_exchange("settle");
+    let (host, due) = settled(&mut ex, "200", "", CHAT_RESPONSE);
+    assert_eq!(due.as_deref(), Some("14"));
+    assert_eq!(ex.request.plan.token_cost, 1);
+    assert_eq!(
+        host.counts(),
+        counts(&[("set_property", 1)]),
+        "one host call"
+    );
+    // No usage in the answer: the estimate stands in for it.
+    let mut ex = settling_exchange("settle");
+    let no_usage = r#"{"id":"x","object":"chat.completion","choices":[]}"#;
+    let (_, due) = settled(&mut ex, "200", "", no_usage);
+    assert_eq!(due, Some((estimate - 1).to_string()));
+    // Absurd usage is not believed either.
+    let absurd = CHAT_RESPONSE.replace(r#""prompt_tokens":12"#, r#""prompt_tokens":1000000000000"#);
+    let (_, due) = settled(&mut settling_exchange("settle"), "200", "", &absurd);
+    assert_eq!(due, Some((estimate - 1).to_string()));
+    // A backend error or Envoy's own reply generated nothing: 0 more.
+    let (_, due) = settled(
+        &mut settling_exchange("settle"),
+        "500",
+        "via_upstream",
+        "{}",
+    );
+    assert_eq!(due.as_deref(), Some("0"));
+    let (_, due) = settled(
+        &mut settling_exchange("settle"),
+        "429",
+        "request_rate_limited",
+        "",
+    );
+    assert_eq!(due.as_deref(), Some("0"));
+
+    // reserve then settle: the estimate up front, only usage beyond it after.
+    let mut ex = settling_exchange("reserve_then_settle");
+    let (_, due) = settled(&mut ex, "200", "", CHAT_RESPONSE);
+    assert_eq!(ex.request.plan.token_cost, estimate);
+    assert_eq!(due.as_deref(), Some("0"));
+    let long = CHAT_RESPONSE.replace(r#""completion_tokens":3"#, r#""completion_tokens":5000"#);
+    let (_, due) = settled(
+        &mut settling_exchange("reserve_then_settle"),
+        "200",
+        "",
+        &long,
+    );
+    assert_eq!(due, Some((12 + 5000 - estimate).to_string()));
+
+    // reserve: nothing to publish, no host call.
+    let (host, due) = settled(&mut exchange(), "200", "", CHAT_RESPONSE);
+    assert_eq!(due, None);
+    assert_eq!(host.total_calls(), 0);
+    // A request the gateway refused itself never met the limiters: nothing.
+    let mut ex = settling_exchange("settle");
+    let host = RecordingHost::default();
+    chat_request(&host, r#"{"model":"nope","messages":[]}"#);
+    ex.on_request_headers(&host, false);
+    deliver_request_body(&mut ex, &host, br#"{"model":"nope","messages":[]}"#, 1);
+    host.reset_calls();
+    ex.on_log(&host);
+    assert_eq!(host.properties.borrow().get(SETTLE_TOKENS_PROPERTY), None);
+}

@@ -130,8 +130,10 @@ pub struct ResponsePlan {
     pub backend: Option<String>,
     /// The canonical id of the model.
     pub model: Option<String>,
-    /// What the gateway charged the tokens limiter.
+    /// What the gateway charged the tokens limiter up front.
     pub token_cost: u64,
+    /// The request's estimated tokens (what `reserve` charges up front).
+    pub estimate: u64,
     /// Added to the response (e.g. to say a request was adapted).
     pub headers: Vec<(String, String)>,
     /// Drop the stream's usage-only chunk: the gateway asked for it, the

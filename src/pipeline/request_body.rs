@@ -5,6 +5,7 @@ use super::rewrite::{rewrite_form_model, rewrite_json};
 use super::routed_ids::ids_to_rewrite;
 use super::{AfterBody, HeaderEdits, PendingBody, Reply, ResponsePlan};
 use crate::auth::ApiKey;
+use crate::billing;
 use crate::catalog::{Model, ModelIndex, ModelRoute};
 use crate::config::Gateway;
 use crate::context;
@@ -116,6 +117,7 @@ impl Gateway {
         let new_body = rewrite_json(body, &document, requested, upstream, &effects.rewrites)?;
         let cost = tokens::estimate(endpoint, &document, self.token_limits.default_max_tokens);
         let (mut edits, mut response) = self.forward_to(model, route, cost);
+        response.estimate = cost;
         if matches!(json::member(&document, "stream"), Some(Json::Bool(true))) {
             edits
                 .set
@@ -169,14 +171,15 @@ impl Gateway {
     }
 
     /// The header edits that send the request to the route's backend (with
-    /// its credential, if it has one) at this token cost, and the response
-    /// plan they start.
+    /// its credential, if it has one) for `estimate` tokens (charged up
+    /// front as the settlement mode says), and the response plan they start.
     fn forward_to(
         &self,
         model: &Model,
         route: &ModelRoute,
-        token_cost: u64,
+        estimate: u64,
     ) -> (HeaderEdits, ResponsePlan) {
+        let token_cost = billing::up_front(self.token_limits.settlement, estimate);
         let mut edits = HeaderEdits::default();
         edits
             .set
@@ -196,6 +199,7 @@ impl Gateway {
             backend: Some(route.backend.clone()),
             model: Some(model.id.clone()),
             token_cost,
+            estimate,
             renames: Renames::new([(model.upstream_name(route), model.id.as_str())]),
             ..ResponsePlan::default()
         };

@@ -67,7 +67,6 @@ def test_compose_envoy_config_loads_with_the_filter(tmp_path):
     result = validate(envoy, tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "openai-gateway: configured" in result.stdout + result.stderr
-    assert "token charger" in result.stdout + result.stderr
 
 
 # --- Istio -----------------------------------------------------------------------
@@ -118,8 +117,8 @@ def test_a_bootstrap_assembled_from_the_envoyfilter_loads_with_the_filter(tmp_pa
     patches = envoyfilter["spec"]["configPatches"]
     filters = [p["patch"]["value"] for p in patches if p["applyTo"] == "HTTP_FILTER"]
     assert [f["name"] for f in filters] == ["envoy.filters.http.wasm", "envoy.filters.http.ratelimit",
-                                            "envoy.filters.http.wasm", "envoy.filters.http.ratelimit"]
-    vhost = next(p["patch"]["value"] for p in patches if p["applyTo"] == "VIRTUAL_HOST")
+                                            "envoy.filters.http.ratelimit"]
+    vhost = next((p["patch"]["value"] for p in patches if p["applyTo"] == "VIRTUAL_HOST"), {})
     cluster = next(p["patch"]["value"] for p in patches if p["applyTo"] == "CLUSTER")
     bootstrap = local_wasm({
         "static_resources": {
@@ -196,7 +195,8 @@ def has_limit(config_descriptors, seq):
 def test_every_descriptor_the_fleet_sends_has_a_limit():
     envoy = yaml.safe_load((ROOT / "envoy/global-ratelimit.yaml").read_text())
     hcm = connection_manager(envoy)
-    rate_limits = hcm["route_config"]["virtual_hosts"][0]["rate_limits"]
+    limiters = [f["typed_config"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ratelimit"]
+    rate_limits = [entry for limiter in limiters for entry in limiter["rate_limits"]]
     config = yaml.safe_load((ROOT / "envoy/ratelimit-config.yaml").read_text())
     domains = {f["typed_config"]["domain"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ratelimit"}
     assert domains == {config["domain"]}

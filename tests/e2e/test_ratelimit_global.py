@@ -8,7 +8,8 @@ import openai
 import pytest
 
 import ratelimit_cases as cases
-from harness import connection_manager, global_bootstrap, nothing_reached, start_gateway, start_ratelimit_service
+from harness import (connection_manager, global_bootstrap, nothing_reached, start_gateway, start_ratelimit_service,
+                     wait_until)
 
 
 @pytest.fixture(scope="module")
@@ -62,18 +63,29 @@ def test_the_service_sees_key_model_and_token_cost(fleet, rls):
     rls.clear_requests()
     client = cases.sdk(fleet, "sk-demo")
     client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "abcdabcd"}], max_tokens=100)
+    wait_for_settlement(rls)
     sent = rls.requests()
     entries = lambda r: [tuple(map(tuple, d["entries"])) for d in r["descriptors"]]
     requests_stage = next(r for r in sent if entries(r)[0][0] == ("limit", "requests"))
-    tokens_stage = next(r for r in sent if entries(r)[0][0] == ("limit", "tokens"))
+    tokens_calls = [r for r in sent if entries(r)[0][0] == ("limit", "tokens")]
     assert (("limit", "requests"), ("key_id", "demo")) in entries(requests_stage)
     assert (("limit", "requests"), ("model", "llama-3.1-8b-instruct")) in entries(requests_stage)  # the alias resolved
-    assert entries(tokens_stage) == [(("limit", "tokens"), ("key_id", "demo"))]
-    # The tokens stage is charged the estimate: 3 + (4 + 2 text tokens) + 100
-    # completion tokens; the requests stage counts the request once.
-    assert tokens_stage["hits_addend"] == 109
+    assert [entries(r) for r in tokens_calls] == [[(("limit", "tokens"), ("key_id", "demo"))]] * 2
+    # The shipped fleet reserves then settles: before the request, the
+    # estimate, 3 + (4 + 2 text tokens) + 100 completion tokens; once the
+    # response is complete, what its usage exceeded that by (nothing here).
+    # The requests stage counts the request once.
+    assert [r["descriptors"][0]["hits_addend"] for r in tokens_calls] == [109, 0]
     assert requests_stage["hits_addend"] in (0, 1)
     assert all(r["domain"] == "openai-gateway" for r in sent)
+
+
+def wait_for_settlement(rls, calls: int = 1):
+    """The stream-done calls reach the service just after the client has its
+    answer: wait for them."""
+    def settled():
+        return sum(1 for r in rls.requests() if r["descriptors"][0]["entries"][0] == ["limit", "tokens"]) >= 2 * calls
+    wait_until(settled, 5, "the settlement call")
 
 
 
@@ -85,9 +97,11 @@ def test_a_cost_beyond_envoys_hits_addend_ceiling_is_refused(fleet, rls, max_tok
     rls.clear_requests()
     try:
         cases.check_huge_request_is_refused(fleet, "sk-test-tokens", max_tokens)
-        charged = [r["hits_addend"] for r in rls.requests()
+        wait_for_settlement(rls)
+        charged = [r["descriptors"][0]["hits_addend"] for r in rls.requests()
                    if r["descriptors"][0]["entries"][0] == ["limit", "tokens"]]
-        assert charged == [1_000_000_000]
+        # Refused up front at the cap; nothing more once it was answered.
+        assert charged == [1_000_000_000, 0]
     finally:
         rls.reset()  # the refusal spent the key's window: give later tests a fresh one
 
