@@ -109,6 +109,9 @@ pub struct PendingBody {
 }
 
 /// What to do once the body has arrived.
+// Made once per request and taken apart at once: boxing the larger variant
+// would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterBody {
     /// Answer locally; nothing reaches a backend.
