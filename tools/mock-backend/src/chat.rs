@@ -11,6 +11,7 @@ use crate::common::{model_of, now_secs, prompt_tokens, set_field, wants_stream, 
 use crate::reply::{empty_response, json_response, not_found};
 use crate::sse::{sse_event, sse_response, Pace};
 use crate::state::{lock, Deferred, State};
+use crate::usage::UsageOverride;
 
 /// The function name to call if the request asks for tools (and does not
 /// disable them with `tool_choice: "none"`).
@@ -67,11 +68,12 @@ struct ChatAnswer {
     tool: Option<String>,
     /// The tool call's id (empty without a tool).
     call_id: String,
-    usage: Value,
+    /// `None` when `x-mock-usage: missing` asks for no usage.
+    usage: Option<Value>,
 }
 
 impl ChatAnswer {
-    fn new(state: &State, req: &Value, body_len: usize) -> Self {
+    fn new(state: &State, req: &Value, body_len: usize, usage: UsageOverride) -> Self {
         let model = model_of(req);
         let id = format!("chatcmpl-{}-{}", state.name, state.next_id());
         let created = now_secs();
@@ -83,7 +85,7 @@ impl ChatAnswer {
         } else {
             content.split_whitespace().count() as u64
         };
-        let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+        let usage = usage.chat(p, c);
         let call_id = if tool.is_some() {
             format!("call_{}_{}", state.name, state.next_id())
         } else {
@@ -121,7 +123,7 @@ impl ChatAnswer {
                 "stop",
             ),
         };
-        json!({
+        let mut v = json!({
             "id": self.id,
             "object": "chat.completion",
             "created": self.created,
@@ -133,8 +135,11 @@ impl ChatAnswer {
                 "logprobs": null,
                 "finish_reason": finish,
             }],
-            "usage": self.usage,
-        })
+        });
+        if let Some(usage) = &self.usage {
+            set_field(&mut v, "usage", usage.clone());
+        }
+        v
     }
 
     /// One `chat.completion.chunk` event.
@@ -160,13 +165,13 @@ impl ChatAnswer {
             Some(name) => self.push_tool_call_chunks(&mut events, name, include_usage),
             None => self.push_content_chunks(&mut events, include_usage),
         }
-        if include_usage {
+        if let (true, Some(usage)) = (include_usage, &self.usage) {
             events.push(usage_chunk(
                 &self.id,
                 "chat.completion.chunk",
                 self.created,
                 &self.model,
-                &self.usage,
+                usage,
             ));
         }
         events
@@ -216,8 +221,9 @@ pub fn chat_completions(
     req: &Value,
     body_len: usize,
     pace: Pace,
+    usage: UsageOverride,
 ) -> Response<MockBody> {
-    let answer = ChatAnswer::new(state, req, body_len);
+    let answer = ChatAnswer::new(state, req, body_len, usage);
     // `"deferred": true` (xAI): answer with a request id now and hand out the
     // (non-streamed) completion from GET /v1/chat/deferred-completion/{id}.
     if req.get("deferred").and_then(Value::as_bool) == Some(true) {
@@ -269,28 +275,34 @@ pub fn deferred_completion(state: &State, id: &str) -> Response<MockBody> {
 }
 
 /// `POST /v1/completions` (legacy): the greeting as `text_completion`.
-pub fn completions(state: &State, req: &Value, body_len: usize, pace: Pace) -> Response<MockBody> {
+pub fn completions(
+    state: &State,
+    req: &Value,
+    body_len: usize,
+    pace: Pace,
+    usage: UsageOverride,
+) -> Response<MockBody> {
     let model = model_of(req);
     let id = format!("cmpl-{}-{}", state.name, state.next_id());
     let created = now_secs();
     let text = format!("Hello from {}.", state.name);
     let p = prompt_tokens(body_len);
     let c = text.split_whitespace().count() as u64;
-    let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+    let usage = usage.chat(p, c);
 
     if !wants_stream(req) {
-        return json_response(
-            StatusCode::OK,
-            &json!({
-                "id": id,
-                "object": "text_completion",
-                "created": created,
-                "model": model,
-                "system_fingerprint": "fp_mock",
-                "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": "stop"}],
-                "usage": usage,
-            }),
-        );
+        let mut v = json!({
+            "id": id,
+            "object": "text_completion",
+            "created": created,
+            "model": model,
+            "system_fingerprint": "fp_mock",
+            "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": "stop"}],
+        });
+        if let Some(usage) = usage {
+            set_field(&mut v, "usage", usage);
+        }
+        return json_response(StatusCode::OK, &v);
     }
 
     let include_usage = wants_usage(req);
@@ -313,8 +325,8 @@ pub fn completions(state: &State, req: &Value, body_len: usize, pace: Pace) -> R
         .map(|p| chunk(p, Value::Null))
         .collect();
     events.push(chunk("", json!("stop")));
-    if include_usage {
-        events.push(usage_chunk(&id, "text_completion", created, &model, &usage));
+    if let (true, Some(usage)) = (include_usage, &usage) {
+        events.push(usage_chunk(&id, "text_completion", created, &model, usage));
     }
     sse_response(events, pace)
 }
@@ -322,6 +334,114 @@ pub fn completions(state: &State, req: &Value, body_len: usize, pace: Pace) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::ProbeMode;
+    use hyper::header::HeaderValue;
+    use hyper::HeaderMap;
+
+    fn state() -> State {
+        State::new(
+            "a".to_string(),
+            HeaderValue::from_static("a"),
+            vec!["mock".to_string()],
+            ProbeMode::Ok,
+        )
+    }
+
+    fn usage(pairs: &[(&'static str, &'static str)]) -> UsageOverride {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(*name, HeaderValue::from_static(value));
+        }
+        UsageOverride::from_headers(&headers)
+    }
+
+    /// The JSON of each `data:` event.
+    fn events(chunks: &[Bytes]) -> Vec<Value> {
+        chunks
+            .iter()
+            .filter_map(|c| std::str::from_utf8(c).ok())
+            .filter_map(|c| c.strip_prefix("data: "))
+            .filter_map(|c| serde_json::from_str(c.trim_end()).ok())
+            .collect()
+    }
+
+    #[test]
+    fn counted_usage_without_headers() {
+        let answer = ChatAnswer::new(&state(), &json!({"model": "m"}), 40, usage(&[]));
+        let expected = json!({"prompt_tokens": 10, "completion_tokens": 3, "total_tokens": 13});
+        assert_eq!(answer.completion().get("usage"), Some(&expected));
+        let streamed = events(&answer.chunks(true));
+        assert_eq!(
+            streamed.last().and_then(|e| e.get("usage")),
+            Some(&expected)
+        );
+        assert!(events(&answer.chunks(false))
+            .iter()
+            .all(|e| e.get("usage").is_none()));
+    }
+
+    #[test]
+    fn completion_tokens_header_keeps_the_content() {
+        let req = json!({"model": "m"});
+        let answer = ChatAnswer::new(
+            &state(),
+            &req,
+            40,
+            usage(&[("x-mock-completion-tokens", "500")]),
+        );
+        let completion = answer.completion();
+        assert_eq!(
+            completion.get("usage"),
+            Some(&json!({"prompt_tokens": 10, "completion_tokens": 500, "total_tokens": 510}))
+        );
+        assert_eq!(
+            completion.pointer("/choices/0/message/content"),
+            Some(&json!("Hello from a."))
+        );
+        let streamed = events(&answer.chunks(true));
+        assert_eq!(
+            streamed
+                .last()
+                .and_then(|e| e.pointer("/usage/completion_tokens")),
+            Some(&json!(500))
+        );
+    }
+
+    #[test]
+    fn missing_usage_drops_the_member_and_the_usage_chunk() {
+        let answer = ChatAnswer::new(
+            &state(),
+            &json!({"model": "m"}),
+            40,
+            usage(&[("x-mock-usage", "missing")]),
+        );
+        assert_eq!(answer.completion().get("usage"), None);
+        let with = events(&answer.chunks(true));
+        let without = events(&answer.chunks(false));
+        // Only the content chunks (with `usage: null`), no usage chunk.
+        assert_eq!(with.len(), without.len());
+        assert!(with
+            .iter()
+            .all(|e| e.get("usage") == Some(&Value::Null) && e.get("choices") != Some(&json!([]))));
+    }
+
+    #[test]
+    fn broken_usage_in_json_and_stream() {
+        let answer = ChatAnswer::new(
+            &state(),
+            &json!({"model": "m"}),
+            40,
+            usage(&[("x-mock-usage", "string")]),
+        );
+        let expected =
+            json!({"prompt_tokens": "12", "completion_tokens": "3", "total_tokens": "15"});
+        assert_eq!(answer.completion().get("usage"), Some(&expected));
+        let streamed = events(&answer.chunks(true));
+        assert_eq!(
+            streamed.last().and_then(|e| e.get("usage")),
+            Some(&expected)
+        );
+    }
 
     #[test]
     fn word_pieces_rejoin() {

@@ -5,8 +5,9 @@ use hyper::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use crate::body::MockBody;
-use crate::common::{base64_encode, model_of, prompt_tokens};
+use crate::common::{base64_encode, model_of, prompt_tokens, set_field};
 use crate::reply::{invalid_request, json_response};
+use crate::usage::UsageOverride;
 
 /// FNV-1a, 64 bit.
 fn fnv1a(data: &[u8]) -> u64 {
@@ -79,7 +80,7 @@ fn embedding_base64(emb: [f32; 8]) -> Value {
 }
 
 /// `POST /v1/embeddings`.
-pub fn embeddings(req: &Value) -> Response<MockBody> {
+pub fn embeddings(req: &Value, usage: UsageOverride) -> Response<MockBody> {
     let Some(input) = req.get("input") else {
         return invalid_request("'input' is a required property");
     };
@@ -104,15 +105,15 @@ pub fn embeddings(req: &Value) -> Response<MockBody> {
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "object": "list",
-            "data": data,
-            "model": model_of(req),
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }),
-    )
+    let mut v = json!({
+        "object": "list",
+        "data": data,
+        "model": model_of(req),
+    });
+    if let Some(usage) = usage.embeddings(tokens) {
+        set_field(&mut v, "usage", usage);
+    }
+    json_response(StatusCode::OK, &v)
 }
 
 #[cfg(test)]

@@ -44,13 +44,40 @@
 //!   `x`;
 //! - `slow`: as `ok`, after 3 seconds.
 //!
+//! Request headers that change how the other endpoints answer (values are
+//! trimmed; a value that does not parse is ignored):
+//! - `x-mock-status: CODE`: answer CODE with an OpenAI error envelope instead
+//!   of the endpoint's response.
+//! - `x-mock-delay-ms: N`: wait N ms (at most a minute) before answering.
+//! - `x-mock-stream-delay-ms: N`: wait N ms between stream events;
+//!   `x-mock-stream-cut-after: N`: end the stream cleanly after N events
+//!   (no `[DONE]`); `x-mock-stream-reset-after: N`: abort the connection
+//!   after N events.
+//! - `x-mock-completion-tokens: N` (u64): the usage reports N completion
+//!   tokens (`usage.completion_tokens` of chat and legacy completions,
+//!   `usage.output_tokens` of the Responses API; JSON bodies, the streamed
+//!   usage chunk and `response.completed`), the total prompt + N, whatever
+//!   the content.
+//! - `x-mock-usage: MODE`: a broken usage for chat and legacy completions
+//!   (JSON and the streamed usage chunk), the Responses API (`input_tokens`,
+//!   `output_tokens`) and embeddings (prompt count as the total); it wins
+//!   over `x-mock-completion-tokens`, an unknown MODE is ignored:
+//!   - `missing`: no `usage` member (no usage chunk even with
+//!     `stream_options.include_usage`; `usage: null` in a Responses API
+//!     response and its `response.completed` event);
+//!   - `negative`: prompt -5, completion -7, total -12;
+//!   - `absurd`: prompt 10^15, completion 10^15, total 2×10^15;
+//!   - `fractional`: prompt 12.5, completion 3.25, total 15.75;
+//!   - `string`: the counts as JSON strings, `"12"`, `"3"`, `"15"`.
+//!
 //! Modules: `server` (listener, connections, common headers), `routes`
 //! (routing, recording, `x-mock-delay-ms`, `x-mock-status`), `control` (`/__mock/*`), `probe`
 //! (the probe paths), one module per endpoint family (`chat`, `responses`,
 //! `embeddings`, `media`), `sse` (event streams and their pacing headers),
-//! `reply` (response and error builders), `state` (recorded requests, stored
-//! objects, listed models, probe mode), `body` (the response body type) and
-//! `common` (request fields, clock, base64).
+//! `usage` (`x-mock-completion-tokens`, `x-mock-usage`), `reply` (response
+//! and error builders), `state` (recorded requests, stored objects, listed
+//! models, probe mode), `body` (the response body type) and `common`
+//! (request fields, clock, base64).
 
 mod body;
 mod chat;
@@ -65,6 +92,7 @@ mod routes;
 mod server;
 mod sse;
 mod state;
+mod usage;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -10,9 +10,16 @@ use crate::common::{model_of, now_secs, prompt_tokens, set_field, wants_stream};
 use crate::reply::{invalid_request_error, json_response, not_found};
 use crate::sse::{sse_named_event, sse_stream, Pace};
 use crate::state::{lock, State};
+use crate::usage::UsageOverride;
 
 /// `POST /v1/responses`.
-pub fn responses(state: &State, req: &Value, body_len: usize, pace: Pace) -> Response<MockBody> {
+pub fn responses(
+    state: &State,
+    req: &Value,
+    body_len: usize,
+    pace: Pace,
+    usage: UsageOverride,
+) -> Response<MockBody> {
     let previous = match previous_response_id(state, req) {
         Ok(previous) => previous,
         Err(resp) => return *resp,
@@ -22,7 +29,7 @@ pub fn responses(state: &State, req: &Value, body_len: usize, pace: Pace) -> Res
         msg_id,
         text,
         response,
-    } = ResponseAnswer::new(state, req, body_len, previous);
+    } = ResponseAnswer::new(state, req, body_len, previous, usage);
     // Stored as completed before any streaming starts, so that a GET right
     // after the stream ends finds it.
     if req.get("store").and_then(Value::as_bool) != Some(false) {
@@ -73,7 +80,13 @@ struct ResponseAnswer {
 }
 
 impl ResponseAnswer {
-    fn new(state: &State, req: &Value, body_len: usize, previous: Option<String>) -> Self {
+    fn new(
+        state: &State,
+        req: &Value,
+        body_len: usize,
+        previous: Option<String>,
+        usage: UsageOverride,
+    ) -> Self {
         let text = format!("Hello from {}.", state.name);
         let input = prompt_tokens(body_len);
         let output = text.split_whitespace().count() as u64;
@@ -92,7 +105,7 @@ impl ResponseAnswer {
                 "role": "assistant",
                 "content": [{"type": "output_text", "text": text, "annotations": []}],
             }],
-            "usage": {"input_tokens": input, "output_tokens": output, "total_tokens": input + output},
+            "usage": usage.responses(input, output),
         });
         if let Some(prev) = previous {
             set_field(&mut response, "previous_response_id", json!(prev));

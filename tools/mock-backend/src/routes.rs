@@ -1,7 +1,8 @@
 //! Routing: which endpoint a request is for, and `handle`, which sends the
 //! control API and the probe paths to their modules, and for anything else
 //! records the request, applies `x-mock-delay-ms` and `x-mock-status` and
-//! calls the endpoint.
+//! calls the endpoint (with the stream pace and the usage override the
+//! request's headers ask for).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +18,7 @@ use crate::probe::{self, Probe};
 use crate::reply::{error_response, invalid_request};
 use crate::sse::{stream_pace, Pace};
 use crate::state::{Recorded, State};
+use crate::usage::UsageOverride;
 use crate::{chat, control, embeddings, media, responses};
 
 /// What `Limited` fails with.
@@ -200,6 +202,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<MockB
     let status_override = mock_status(&req);
     let delay = mock_delay(&req);
     let pace = stream_pace(&req);
+    let usage = UsageOverride::from_headers(req.headers());
     let (full_path, headers) = recorded_head(&req, &path);
     let body = match read_body(req.into_body()).await {
         Ok(body) => body,
@@ -226,7 +229,7 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<MockB
         return error_response(code, &format!("mock error {}", code.as_u16()));
     }
     match parse_json(&endpoint, &body) {
-        Ok(json) => dispatch(&state, endpoint, &json, &body, pace),
+        Ok(json) => dispatch(&state, endpoint, &json, &body, pace, usage),
         Err(e) => invalid_request(&format!(
             "We could not parse the JSON body of your request: {e}"
         )),
@@ -240,16 +243,17 @@ fn dispatch(
     json: &Value,
     body: &Bytes,
     pace: Pace,
+    usage: UsageOverride,
 ) -> Response<MockBody> {
     match endpoint {
-        Endpoint::Chat => chat::chat_completions(state, json, body.len(), pace),
-        Endpoint::Completions => chat::completions(state, json, body.len(), pace),
-        Endpoint::Embeddings => embeddings::embeddings(json),
+        Endpoint::Chat => chat::chat_completions(state, json, body.len(), pace, usage),
+        Endpoint::Completions => chat::completions(state, json, body.len(), pace, usage),
+        Endpoint::Embeddings => embeddings::embeddings(json, usage),
         Endpoint::Images => media::images(json),
         Endpoint::Speech => media::speech(),
         Endpoint::Transcriptions => media::transcriptions(state, body),
         Endpoint::Videos => media::videos(state, json),
-        Endpoint::Responses => responses::responses(state, json, body.len(), pace),
+        Endpoint::Responses => responses::responses(state, json, body.len(), pace, usage),
         Endpoint::GetResponse(id) => responses::get_response(state, &id),
         Endpoint::DeleteResponse(id) => responses::delete_response(state, &id),
         Endpoint::DeferredCompletion(id) => chat::deferred_completion(state, &id),
