@@ -54,11 +54,23 @@ pub fn adjust(json: &[u8]) -> Adjusted {
         edits.push((span, Vec::new()));
     }
     let mut usage = None;
-    if let Some((read, insertion)) = object.get("usage").and_then(|raw| read_usage(json, raw)) {
-        usage = Some(read);
+    let mut has_usage = false;
+    // The Responses API's stream events carry it in their `response`.
+    let nested = || {
+        let response = JsonObject::parse(object.get("response")?.get().as_bytes()).ok()?;
+        let raw = response.get("usage")?;
+        read_usage(json, raw)
+    };
+    let found = object
+        .get("usage")
+        .and_then(|raw| read_usage(json, raw))
+        .or_else(nested);
+    if let Some((read, insertion)) = found {
+        has_usage = true;
+        usage = read;
         edits.extend(insertion);
     }
-    let usage_only = usage.is_some()
+    let usage_only = has_usage
         && object
             .get("choices")
             .is_some_and(|c| c.get().trim() == "[]");
@@ -75,26 +87,56 @@ fn fingerprint_member(json: &[u8], object: &JsonObject) -> Option<Range<usize>> 
     member_span(json, span_of_str(json, raw.get())?)
 }
 
-/// The usage an object reports, and the edit that adds the cache fields it
-/// lacks (None when it has both). None when `usage` is not an object.
-fn read_usage(json: &[u8], raw: &RawValue) -> Option<(Usage, Option<Edit>)> {
+/// The usage an object reports (None when its counts are not believable:
+/// none at all, or one that is not a non-negative integer), and the edit that
+/// adds the cache fields it lacks (None when it has both). None when `usage`
+/// is not an object.
+fn read_usage(json: &[u8], raw: &RawValue) -> Option<(Option<Usage>, Option<Edit>)> {
     // Read borrowed, member by member: no `Value` tree per response.
     let fields = JsonObject::parse(raw.get().as_bytes()).ok()?;
     let span = span_of_str(json, raw.get())?;
-    let number = |raw: Option<&RawValue>| {
-        raw.and_then(|v| v.get().trim().parse::<u64>().ok())
-            .unwrap_or(0)
+    // A count is a non-negative JSON integer; one that is not (negative,
+    // fractional, a string) makes the whole usage unbelievable: None.
+    let count = |raw: Option<&RawValue>| -> Result<Option<u64>, ()> {
+        match raw {
+            None => Ok(None),
+            Some(v) => v.get().trim().parse::<u64>().map(Some).map_err(|_| ()),
+        }
     };
-    let cached = fields
-        .get("prompt_tokens_details")
-        .and_then(|d| JsonObject::parse(d.get().as_bytes()).ok())
-        .map_or(0, |details| number(details.get("cached_tokens")));
-    let usage = Usage {
-        prompt_tokens: number(fields.get("prompt_tokens")),
-        completion_tokens: number(fields.get("completion_tokens")),
-        total_tokens: number(fields.get("total_tokens")),
-        cached_tokens: cached,
+    // Chat and completions name them prompt/completion, the Responses API
+    // input/output.
+    let either = |a: &str, b: &str| -> Result<Option<u64>, ()> {
+        Ok(count(fields.get(a))?.or(count(fields.get(b))?))
     };
+    let details = |name: &str| {
+        fields
+            .get(name)
+            .and_then(|d| JsonObject::parse(d.get().as_bytes()).ok())
+            .map(|details| count(details.get("cached_tokens")))
+    };
+    let cached = match details("prompt_tokens_details").or_else(|| details("input_tokens_details"))
+    {
+        Some(Ok(cached)) => Ok(cached.unwrap_or(0)),
+        Some(Err(())) => Err(()),
+        None => Ok(0),
+    };
+    let counts = (|| {
+        let cached = cached?;
+        let prompt = either("prompt_tokens", "input_tokens")?;
+        let completion = either("completion_tokens", "output_tokens")?;
+        let total = count(fields.get("total_tokens"))?;
+        if prompt.is_none() && completion.is_none() && total.is_none() {
+            return Err(());
+        }
+        Ok(Usage {
+            prompt_tokens: prompt.unwrap_or(0),
+            completion_tokens: completion.unwrap_or(0),
+            total_tokens: total.unwrap_or(0),
+            cached_tokens: cached,
+        })
+    })();
+    let usage = counts.ok();
+    let cached = usage.map_or(0, |u| u.cached_tokens);
     let added = missing_cache_fields(&fields, cached);
     // Before the usage object's closing brace.
     let close = span.end.saturating_sub(1);
@@ -268,6 +310,48 @@ mod tests {
         );
         let present = adjust(br#"{"usage":{"prompt_tokens":1,"cache_read_input_tokens":0,"cache_creation_input_tokens":0}}"#);
         assert_eq!(present.bytes, None, "nothing to change");
+    }
+
+    #[test]
+    fn counts_that_are_not_non_negative_integers_are_not_usage() {
+        for usage in [
+            r#"{"prompt_tokens":-5,"completion_tokens":-7,"total_tokens":-12}"#,
+            r#"{"prompt_tokens":12.5,"completion_tokens":3.25,"total_tokens":15.75}"#,
+            r#"{"prompt_tokens":"12","completion_tokens":"3","total_tokens":"15"}"#,
+            r#"{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":-1}}"#,
+            r#"{}"#,
+        ] {
+            let body = format!(r#"{{"choices":[],"usage":{usage}}}"#);
+            let a = adjust(body.as_bytes());
+            assert_eq!(a.usage, None, "{usage}");
+            // Still a usage-only chunk: dropped for a client that did not ask.
+            assert!(a.usage_only, "{usage}");
+        }
+    }
+
+    #[test]
+    fn responses_api_stream_events_report_the_usage_of_their_response() {
+        let a = adjust(
+            br#"{"type":"response.completed","response":{"id":"r","usage":{"input_tokens":20,"output_tokens":7,"total_tokens":27}}}"#,
+        );
+        assert_eq!(a.usage.map(|u| u.completion_tokens), Some(7));
+        assert!(!a.usage_only);
+    }
+
+    #[test]
+    fn responses_api_usage_is_read() {
+        let a = adjust(
+            br#"{"id":"resp_1","usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":5},"output_tokens":7,"total_tokens":27}}"#,
+        );
+        assert_eq!(
+            a.usage,
+            Some(Usage {
+                prompt_tokens: 20,
+                completion_tokens: 7,
+                total_tokens: 27,
+                cached_tokens: 5
+            })
+        );
     }
 
     #[test]

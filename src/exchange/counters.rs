@@ -29,6 +29,8 @@ struct Counted {
 #[derive(Debug, Default)]
 pub struct Counters {
     by_outcome: RefCell<HashMap<metrics::OutcomeKey, Counted>>,
+    /// Backends already reported for answering without believable usage.
+    usage_warned: RefCell<std::collections::HashSet<String>>,
 }
 
 /// Distinct outcomes remembered at most (key × model × status × code is
@@ -36,6 +38,14 @@ pub struct Counters {
 const METRIC_OUTCOMES: usize = 4096;
 
 impl Counters {
+    /// Whether `backend` has not yet been reported for usage it failed to
+    /// report (once per backend and worker: a log line, not one per request).
+    pub fn first_usage_warning(&self, backend: &str) -> bool {
+        let mut warned = self.usage_warned.borrow_mut();
+        // Backends come from the configuration: the set stays small.
+        !warned.contains(backend) && warned.insert(backend.to_string())
+    }
+
     /// Adds one finished exchange to its counters. Makes no host call, but
     /// flushes first when the outcomes remembered reach their bound.
     pub fn record(&self, host: &impl Host, outcome: &metrics::Outcome) {

@@ -66,6 +66,8 @@ pub struct Exchange {
     usage: Option<Usage>,
     /// The backend answered (rather than Envoy, a limiter, or the gateway).
     from_backend: bool,
+    /// The response body has ended (the client did not leave mid-way).
+    response_complete: bool,
 }
 
 /// The filter-state property that publishes an exchange's usage to Envoy's
@@ -101,6 +103,7 @@ impl Exchange {
             response: ResponseBody::default(),
             usage: None,
             from_backend: false,
+            response_complete: false,
         }
     }
 
@@ -263,6 +266,7 @@ impl Exchange {
         if self.replied {
             return Flow::Continue;
         }
+        self.response_complete |= end_of_stream;
         match self.response.before_read(end_of_stream) {
             BodyStep::Pass => return Flow::Continue,
             BodyStep::Wait => return Flow::Pause,
@@ -332,6 +336,9 @@ impl Exchange {
         let ending = if self.from_backend && (200..300).contains(&self.status) {
             let used = billing::believable(self.usage.as_ref())
                 .map(|u| u.prompt_tokens.saturating_add(u.completion_tokens));
+            if used.is_none() && self.response_complete && plan.reports_usage {
+                self.warn_usage(plan.backend.as_deref().unwrap_or_default());
+            }
             Ending::Served(used)
         } else {
             Ending::Unserved
@@ -342,6 +349,19 @@ impl Exchange {
         {
             let error = HostError::new(Call::SetProperty(SETTLE_TOKENS_PROPERTY), status);
             warn!("[{}] {error}", self.id);
+        }
+    }
+
+    /// A backend answered without usage the gateway can believe (missing,
+    /// negative, fractional, or absurd): charged the estimate; said once.
+    fn warn_usage(&self, backend: &str) {
+        if self.counters.first_usage_warning(backend) {
+            warn!(
+                "openai-gateway: backend `{backend}` answered without believable usage (missing, \
+                 not a non-negative integer, or more than {} tokens); such answers are charged \
+                 their estimate (said once per backend)",
+                crate::tokens::MAX_COST
+            );
         }
     }
 

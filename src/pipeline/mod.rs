@@ -137,6 +137,8 @@ pub struct ResponsePlan {
     pub token_cost: u64,
     /// The request's estimated tokens (what `reserve` charges up front).
     pub estimate: u64,
+    /// The endpoint's responses report usage.
+    pub reports_usage: bool,
     /// Added to the response (e.g. to say a request was adapted).
     pub headers: Vec<(String, String)>,
     /// Drop the stream's usage-only chunk: the gateway asked for it, the

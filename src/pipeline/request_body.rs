@@ -138,8 +138,9 @@ impl Gateway {
         );
         response.ends_with_done =
             matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
+        response.reports_usage = reports_usage(endpoint);
         response.adjust_body =
-            reports_usage(endpoint) || response.ids.is_some() || !response.renames.is_empty();
+            response.reports_usage || response.ids.is_some() || !response.renames.is_empty();
         Ok(AfterBody::Forward {
             edits,
             new_body,

@@ -291,19 +291,6 @@ class RateLimitService:
             secrets_audit.keep(self, stopping=True)
         stop(self.proc)
 
-    def restart(self) -> None:
-        """Starts a stopped backend again, on the same port."""
-        assert self.proc.poll() is not None, f"{self.name} is running"
-        self.proc = _spawn_backend(self.name, self.port, self.args)
-        _wait_backend(self)
-        secrets_audit.track(self)
-
-    def control(self, what: str, body: dict) -> None:
-        """PUT /__mock/<what> (`probe` mode, `models` listed)."""
-        req = urllib.request.Request(f"{self.url}/__mock/{what}", method="PUT", data=json.dumps(body).encode(),
-                                     headers={"content-type": "application/json"})
-        urllib.request.urlopen(req, timeout=5).close()
-
 
 def ratelimit_config_with_test_keys() -> dict:
     """envoy/ratelimit-config.yaml plus limits for the test keys."""
@@ -315,6 +302,8 @@ def ratelimit_config_with_test_keys() -> dict:
         if top["value"] == "tokens":
             top["descriptors"].append({"key": "key_id", "value": "test-tokens",
                                        "rate_limit": {"unit": "minute", "requests_per_unit": 2000, "name": "tokens"}})
+            top["descriptors"].append({"key": "key_id", "value": "test-settle",
+                                       "rate_limit": {"unit": "minute", "requests_per_unit": 100, "name": "tokens"}})
     return config
 
 
@@ -366,6 +355,8 @@ TEST_KEYS = {
     "sk-test-tokens": {"id": "test-tokens"},
     # Used only by the usage-accounting test, so its counters start at zero.
     "sk-test-metrics": {"id": "test-metrics"},
+    # 100 tokens per minute in the rate-limit service (settlement).
+    "sk-test-settle": {"id": "test-settle"},
 }
 # Extra local buckets for the test keys: (limiter stat_prefix, key id, bucket).
 TEST_BUCKETS = [

@@ -35,6 +35,7 @@ def check_200_headers(gateway, key, requests_limit, tokens_limit):
     # cost clearly more than what refills between two of them: 4000 tokens
     # each, and the request count may only stay level, never rise.
     seen = [chat(client, max_tokens=4000).headers for _ in range(3)]
+    assert all("x-ratelimit-remaining-requests" in h for h in seen), [dict(h) for h in seen]
     remaining = [int(h["x-ratelimit-remaining-requests"]) for h in seen]
     assert remaining[0] >= remaining[1] >= remaining[2] and remaining[2] < requests_limit, remaining
     tokens = [int(h["x-ratelimit-remaining-tokens"]) for h in seen]
