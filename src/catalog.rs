@@ -120,6 +120,8 @@ pub struct Model {
     pub context_window: Option<u64>,
     /// Output tokens per request at most, when declared.
     pub max_output_tokens: Option<u64>,
+    /// What its tokens cost, when priced (spend budgets).
+    pub price: Option<crate::billing::Price>,
 }
 
 impl Model {

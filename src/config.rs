@@ -3,7 +3,7 @@
 //! into an immutable [`Gateway`] shared by every request.
 
 use crate::auth::{ApiKey, KeyDigest, KeyStore};
-use crate::billing::Settlement;
+use crate::billing::{Price, PriceConfig, Settlement};
 use crate::catalog::{Capability, Catalog, Category, Model, ModelIndex, ModelRoute};
 use crate::health::{self, ProbeConfig};
 use crate::ids::IdCodec;
@@ -145,6 +145,11 @@ pub struct ModelConfig {
     #[serde(default)]
     #[cfg_attr(feature = "schema", schemars(range(min = 1, max = 100_000_000)))]
     pub max_output_tokens: Option<u64>,
+    /// What the model's tokens cost, in units of money per million tokens:
+    /// the spend a request is charged against its key's spend budget.
+    /// Without it the model costs nothing.
+    #[serde(default)]
+    pub price: Option<PriceConfig>,
 }
 
 /// One of the backends that serve a model.
@@ -196,6 +201,9 @@ pub struct HeaderNames {
     /// so an Envoy route can bound them by an idle timeout instead of an
     /// overall deadline.
     pub stream: String,
+    /// Carries the request's spend charged up front, in micro-units (the
+    /// spend limiter's `hits_addend`), for models with a price.
+    pub spend_cost: String,
 }
 
 impl Default for HeaderNames {
@@ -206,19 +214,21 @@ impl Default for HeaderNames {
             model: "x-gateway-model".into(),
             token_cost: "x-gateway-token-cost".into(),
             stream: "x-gateway-stream".into(),
+            spend_cost: "x-gateway-spend-cost".into(),
         }
     }
 }
 
 impl HeaderNames {
     /// Every header the gateway owns; client-supplied copies are removed.
-    pub fn all(&self) -> [&str; 5] {
+    pub fn all(&self) -> [&str; 6] {
         [
             &self.backend,
             &self.key_id,
             &self.model,
             &self.token_cost,
             &self.stream,
+            &self.spend_cost,
         ]
     }
 }
@@ -355,6 +365,12 @@ fn compile_catalog(configs: Vec<ModelConfig>) -> Result<Catalog, ConfigError> {
         }
         let (route, fallbacks) = compile_routes(m.backend, m.backends, &m.upstream_model, &at)?;
         check_windows(m.context_window, m.max_output_tokens, &at)?;
+        let price = m
+            .price
+            .as_ref()
+            .map(|p| Price::compile(p, &format!("{at}.price")))
+            .transpose()
+            .map_err(ConfigError)?;
         models.push(Model {
             id: m.id,
             category: m.category,
@@ -366,6 +382,7 @@ fn compile_catalog(configs: Vec<ModelConfig>) -> Result<Catalog, ConfigError> {
             created: m.created,
             context_window: m.context_window,
             max_output_tokens: m.max_output_tokens,
+            price,
         });
     }
     Catalog::new(models).map_err(ConfigError)
@@ -625,6 +642,7 @@ fn check_headers(h: &HeaderNames) -> Result<(), ConfigError> {
         ("headers.model", &h.model),
         ("headers.token_cost", &h.token_cost),
         ("headers.stream", &h.stream),
+        ("headers.spend_cost", &h.spend_cost),
     ] {
         let valid = !name.is_empty()
             && name.len() <= 64

@@ -36,6 +36,8 @@ pub struct Outcome<'a> {
     /// OpenAI's `error.code` when the gateway answered with an error.
     pub error_code: Option<&'a str>,
     pub usage: Option<Usage>,
+    /// What the usage cost, in micro-units, for a model with prices.
+    pub spend: Option<u64>,
 }
 
 /// What the stat names of an outcome depend on: outcomes with equal keys
@@ -47,6 +49,7 @@ pub struct OutcomeKey {
     status: u16,
     error_code: Option<String>,
     with_usage: bool,
+    with_spend: bool,
 }
 
 impl Outcome<'_> {
@@ -57,6 +60,7 @@ impl Outcome<'_> {
             status: self.status,
             error_code: self.error_code.map(str::to_string),
             with_usage: self.usage.is_some(),
+            with_spend: self.spend.is_some(),
         }
     }
 }
@@ -86,6 +90,11 @@ pub fn names(outcome: &Outcome) -> Vec<String> {
                 .map(|counter| format!("{PREFIX}_{counter}.key_id.{key}.model.{model}")),
         );
     }
+    if outcome.spend.is_some() {
+        out.push(format!(
+            "{PREFIX}_spend_micros_total.key_id.{key}.model.{model}"
+        ));
+    }
     out
 }
 
@@ -94,7 +103,9 @@ pub fn amounts(outcome: &Outcome) -> impl Iterator<Item = u64> {
     let tokens = outcome
         .usage
         .map(|u| [u.prompt_tokens, u.completion_tokens, u.cached_tokens]);
-    std::iter::once(1).chain(tokens.into_iter().flatten())
+    std::iter::once(1)
+        .chain(tokens.into_iter().flatten())
+        .chain(outcome.spend)
 }
 
 /// The counters to increment: (stat name, amount).
@@ -128,6 +139,7 @@ mod tests {
             status: 200,
             error_code: None,
             usage: Some(usage),
+            spend: Some(4_200),
         });
         assert_eq!(
             got,
@@ -136,6 +148,7 @@ mod tests {
                 ("openai_gateway_prompt_tokens_total.key_id.demo.model.flux_1-schnell".to_string(), 10),
                 ("openai_gateway_completion_tokens_total.key_id.demo.model.flux_1-schnell".to_string(), 4),
                 ("openai_gateway_cached_tokens_total.key_id.demo.model.flux_1-schnell".to_string(), 2),
+                ("openai_gateway_spend_micros_total.key_id.demo.model.flux_1-schnell".to_string(), 4_200),
             ]
         );
     }

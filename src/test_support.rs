@@ -60,6 +60,7 @@ pub fn test_model(id: &str, category: Category, backend: &str) -> Model {
         capabilities: vec![],
         context_window: None,
         max_output_tokens: None,
+        price: None,
         owned_by: "system".into(),
         created: 0,
     }

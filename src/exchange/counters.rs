@@ -133,6 +133,7 @@ mod tests {
             status,
             error_code: None,
             usage,
+            spend: None,
         }
     }
 

@@ -83,6 +83,10 @@ pub const USAGE_PROPERTY: &str = "openai_gateway_usage";
 /// Set in `settle` and `reserve_then_settle` modes only (one host call).
 pub const SETTLE_TOKENS_PROPERTY: &str = "openai_gateway_settle_tokens";
 
+/// Like [`SETTLE_TOKENS_PROPERTY`], the spend (micro-units) an exchange of a
+/// priced model owes the spend limit when it completes.
+pub const SETTLE_SPEND_PROPERTY: &str = "openai_gateway_settle_spend";
+
 impl Exchange {
     /// A new exchange. Without a gateway (an invalid configuration), every
     /// request is answered with an error.
@@ -321,8 +325,15 @@ impl Exchange {
             status: self.status,
             error_code: self.error_code,
             usage: self.usage,
+            spend: self.spend(),
         };
         self.counters.record(host, &outcome);
+    }
+
+    /// What the usage the response reported cost, for a priced model.
+    fn spend(&self) -> Option<u64> {
+        let price = self.request.plan.price?;
+        Some(price.spend(billing::believable(self.usage.as_ref())?))
     }
 
     /// Publishes the tokens the exchange owes the tokens limit now that it
@@ -344,10 +355,22 @@ impl Exchange {
             Ending::Unserved
         };
         let due = billing::at_completion(mode, plan.token_cost, plan.estimate, ending);
-        if let Err(status) =
-            host.set_property(&[SETTLE_TOKENS_PROPERTY], due.to_string().as_bytes())
-        {
-            let error = HostError::new(Call::SetProperty(SETTLE_TOKENS_PROPERTY), status);
+        self.publish(host, SETTLE_TOKENS_PROPERTY, due);
+        if plan.price.is_some() {
+            // The same ending, in money: what the reported usage cost.
+            let spent = match ending {
+                Ending::Served(Some(_)) => Ending::Served(self.spend()),
+                other => other,
+            };
+            let due = billing::at_completion(mode, plan.spend_cost, plan.spend_estimate, spent);
+            self.publish(host, SETTLE_SPEND_PROPERTY, due);
+        }
+    }
+
+    /// Sets a numeric filter-state property (one host call).
+    fn publish(&self, host: &impl Host, property: &'static str, value: u64) {
+        if let Err(status) = host.set_property(&[property], value.to_string().as_bytes()) {
+            let error = HostError::new(Call::SetProperty(property), status);
             warn!("[{}] {error}", self.id);
         }
     }
@@ -368,7 +391,10 @@ impl Exchange {
     /// Keeps the usage for the metrics and publishes it to Envoy's access log.
     fn record_usage(&mut self, host: &impl Host, usage: Usage) {
         self.usage = Some(usage);
-        let fields = usage.log_fields();
+        let mut fields = usage.log_fields();
+        if let Some(spend) = self.spend() {
+            fields.push_str(&format!(" spend_micros={spend}"));
+        }
         if let Err(status) = host.set_property(&[USAGE_PROPERTY], fields.as_bytes()) {
             let error = HostError::new(Call::SetProperty(USAGE_PROPERTY), status);
             warn!("[{}] {error}", self.id);

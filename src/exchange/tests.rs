@@ -701,3 +701,59 @@ fn completed_exchanges_owe_the_tokens_limit_what_the_settlement_mode_says() {
     ex.on_log(&host);
     assert_eq!(host.properties.borrow().get(SETTLE_TOKENS_PROPERTY), None);
 }
+
+#[test]
+fn a_priced_model_is_charged_spend_up_front_and_at_completion_and_counted() {
+    let mut config = crate::test_support::sample();
+    config["token_limits"] = serde_json::json!({"settlement": "settle"});
+    config["models"][0]["price"] = serde_json::json!({"input": 1.0, "output": 2.0});
+    let gateway = crate::test_support::compile(&config).unwrap();
+    let counters = Rc::new(Counters::default());
+    let mut ex = Exchange::new(7, Some(Rc::new(gateway)), counters.clone());
+    let (host, due) = settled(&mut ex, "200", "", CHAT_RESPONSE);
+    assert_eq!(due.as_deref(), Some("14"));
+    // 12 prompt tokens at 1.00 and 3 output tokens at 2.00 per million:
+    // 18 micro-units; 1 was charged up front.
+    let spend_due = host
+        .properties
+        .borrow()
+        .get(SETTLE_SPEND_PROPERTY)
+        .map(|v| String::from_utf8(v.clone()).unwrap());
+    assert_eq!(spend_due.as_deref(), Some("17"));
+    assert_eq!(ex.request.plan.spend_cost, 1);
+    counters.flush(&host);
+    assert_eq!(
+        host.counter("openai_gateway_spend_micros_total.key_id.demo.model.llama-3_1-8b-instruct"),
+        Some(18)
+    );
+
+    // Up front, in reserve mode: the estimate at the dearer price, in its
+    // own header; the access log's usage carries the spend.
+    let mut config = crate::test_support::sample();
+    config["models"][0]["price"] = serde_json::json!({"input": 1.0, "output": 2.0});
+    let gateway = crate::test_support::compile(&config).unwrap();
+    let mut ex = Exchange::new(7, Some(Rc::new(gateway)), Rc::new(Counters::default()));
+    let host = RecordingHost::default();
+    chat_request(&host, CHAT);
+    ex.on_request_headers(&host, false);
+    deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
+    let estimate = ex.request.plan.estimate;
+    assert_eq!(
+        host.header_value(HeaderMap::Request, "x-gateway-spend-cost"),
+        Some((estimate * 2).to_string())
+    );
+    ok_response_headers(&host, "application/json");
+    ex.on_response_headers(&host);
+    deliver_response_body(&mut ex, &host, &[CHAT_RESPONSE.as_bytes()]);
+    assert_eq!(
+        host.properties.borrow().get(USAGE_PROPERTY).map(Vec::as_slice),
+        Some(&b"prompt_tokens=12 completion_tokens=3 cached_tokens=0 spend_micros=18"[..])
+    );
+    // An unpriced model sends no spend header.
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, CHAT);
+    ex.on_request_headers(&host, false);
+    deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
+    assert_eq!(host.header_value(HeaderMap::Request, "x-gateway-spend-cost"), None);
+}

@@ -31,6 +31,7 @@ use crate::auth::KeyIndex;
 use crate::config::Gateway;
 use crate::endpoints::{BodyKind, Endpoint};
 use crate::headers::Headers;
+use crate::billing::Price;
 use crate::model_names::Renames;
 
 mod errors;
@@ -139,6 +140,11 @@ pub struct ResponsePlan {
     pub estimate: u64,
     /// The endpoint's responses report usage.
     pub reports_usage: bool,
+    /// The model's prices, when it has them: the spend charged up front,
+    /// in micro-units, and the spend the estimate stands for.
+    pub price: Option<Price>,
+    pub spend_cost: u64,
+    pub spend_estimate: u64,
     /// Added to the response (e.g. to say a request was adapted).
     pub headers: Vec<(String, String)>,
     /// Drop the stream's usage-only chunk: the gateway asked for it, the

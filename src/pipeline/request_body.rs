@@ -180,8 +180,16 @@ impl Gateway {
         route: &ModelRoute,
         estimate: u64,
     ) -> (HeaderEdits, ResponsePlan) {
-        let token_cost = billing::up_front(self.token_limits.settlement, estimate);
+        let mode = self.token_limits.settlement;
+        let token_cost = billing::up_front(mode, estimate);
         let mut edits = HeaderEdits::default();
+        let spend_estimate = model.price.map_or(0, |price| price.estimate(estimate));
+        let spend_cost = billing::up_front(mode, spend_estimate);
+        if model.price.is_some() {
+            edits
+                .set
+                .push((self.headers.spend_cost.clone(), spend_cost.to_string()));
+        }
         edits
             .set
             .push((self.headers.token_cost.clone(), token_cost.to_string()));
@@ -201,6 +209,9 @@ impl Gateway {
             model: Some(model.id.clone()),
             token_cost,
             estimate,
+            price: model.price,
+            spend_cost: if model.price.is_some() { spend_cost } else { 0 },
+            spend_estimate,
             renames: Renames::new([(model.upstream_name(route), model.id.as_str())]),
             ..ResponsePlan::default()
         };

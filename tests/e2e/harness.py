@@ -344,7 +344,7 @@ def log_access_to(bootstrap: dict, path: Path) -> None:
 
 
 # The demo's keys (envoy/demo.yaml holds only their hashes).
-DEMO_KEYS = ("sk-demo", "sk-demo-limited")
+DEMO_KEYS = ("sk-demo", "sk-demo-limited", "sk-demo-budget")
 # Test-only additions to the demo configuration.
 TEST_KEYS = {
     # Restricted to the embeddings model.

@@ -117,7 +117,7 @@ def test_a_bootstrap_assembled_from_the_envoyfilter_loads_with_the_filter(tmp_pa
     patches = envoyfilter["spec"]["configPatches"]
     filters = [p["patch"]["value"] for p in patches if p["applyTo"] == "HTTP_FILTER"]
     assert [f["name"] for f in filters] == ["envoy.filters.http.wasm", "envoy.filters.http.ratelimit",
-                                            "envoy.filters.http.ratelimit"]
+                                            "envoy.filters.http.ratelimit", "envoy.filters.http.ratelimit"]
     vhost = next((p["patch"]["value"] for p in patches if p["applyTo"] == "VIRTUAL_HOST"), {})
     cluster = next(p["patch"]["value"] for p in patches if p["applyTo"] == "CLUSTER")
     bootstrap = local_wasm({
@@ -201,10 +201,14 @@ def test_every_descriptor_the_fleet_sends_has_a_limit():
     domains = {f["typed_config"]["domain"] for f in hcm["http_filters"] if f["name"] == "envoy.filters.http.ratelimit"}
     assert domains == {config["domain"]}
     for seq in produced_descriptors(rate_limits):
+        if seq[0] == ("limit", "spend"):
+            # Spend budgets are per key: a key without one is not limited.
+            assert any(top["value"] == "spend" for top in config["descriptors"])
+            continue
         assert has_limit(config["descriptors"], seq), seq
-    # The service's limit names tell the gateway requests from tokens.
+    # The service's limit names tell the gateway requests, tokens and spend apart.
     names = {d["rate_limit"]["name"] for top in config["descriptors"] for d in top["descriptors"]}
-    assert names == {"requests", "tokens"}
+    assert names == {"requests", "tokens", "spend"}
 
 
 def test_every_descriptor_one_envoy_sends_has_a_bucket():
@@ -214,4 +218,8 @@ def test_every_descriptor_one_envoy_sends_has_a_bucket():
         config = f["typed_config"]
         buckets = [[(e["key"], e.get("value")) for e in d["entries"]] for d in config["descriptors"]]
         for seq in produced_descriptors(config["rate_limits"]):
+            if config["stat_prefix"] == "gateway_spend":
+                # Spend budgets are per key: a key without one is not limited.
+                assert seq == [("limit", "spend"), ("key_id", None)] and buckets
+                continue
             assert seq in buckets, (config["stat_prefix"], seq)
