@@ -16,6 +16,8 @@ pub enum ErrorType {
     Requests,
     /// Token rate limit (429).
     Tokens,
+    /// A spend budget is exhausted (429): OpenAI's quota error.
+    InsufficientQuota,
 }
 
 impl ErrorType {
@@ -25,6 +27,7 @@ impl ErrorType {
             ErrorType::Server => "server_error",
             ErrorType::Requests => "requests",
             ErrorType::Tokens => "tokens",
+            ErrorType::InsufficientQuota => "insufficient_quota",
         }
     }
 }
@@ -36,6 +39,7 @@ pub enum ErrorCode {
     ModelNotFound,
     RateLimitExceeded,
     ContextLengthExceeded,
+    InsufficientQuota,
 }
 
 impl ErrorCode {
@@ -45,6 +49,7 @@ impl ErrorCode {
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
             ErrorCode::ContextLengthExceeded => "context_length_exceeded",
+            ErrorCode::InsufficientQuota => "insufficient_quota",
         }
     }
 }
@@ -113,6 +118,13 @@ impl ApiError {
         )
         .with_param("model")
         .with_code(ErrorCode::ModelNotFound)
+    }
+
+    /// 429 `insufficient_quota`: the key's spend budget is exhausted, OpenAI's
+    /// quota error (openai-python raises `RateLimitError` with this code).
+    pub fn insufficient_quota(message: impl Into<String>) -> Self {
+        Self::new(429, ErrorType::InsufficientQuota, message)
+            .with_code(ErrorCode::InsufficientQuota)
     }
 
     /// 405 with the `allow` header.
@@ -263,6 +275,12 @@ mod tests {
                 429,
                 "requests",
                 Some("rate_limit_exceeded"),
+            ),
+            (
+                ApiError::insufficient_quota("spent"),
+                429,
+                "insufficient_quota",
+                Some("insufficient_quota"),
             ),
             (
                 ApiError::with_status(503, "down"),

@@ -3,12 +3,16 @@
 //! Envoy's limiters (`local_ratelimit` on one Envoy, `ratelimit` with a
 //! rate-limit service for a fleet) answer in the draft-03 headers
 //! `x-ratelimit-limit`, `x-ratelimit-remaining`, `x-ratelimit-reset`. The
-//! gateway runs one limiter for requests and, after it, one for tokens; each
-//! appends its own trio, so a response carries up to two. A trio is told
-//! apart by the limit's name when the limiter gives one (`name="tokens"` in
-//! the rate-limit service's quota policy) and by order otherwise: the tokens
-//! limiter, running after the requests limiter, encodes first. A limiter's
-//! 429 carries the marker header `x-gateway-ratelimited-by: requests|tokens`.
+//! gateway runs one limiter for requests, after it one for tokens and, last,
+//! one for spend (money, in micro-units: 1,000,000 = 1.00); each limiter that
+//! has a limit for the request appends its own trio, so a response carries up
+//! to three (a `local_ratelimit` whose descriptors do not match adds none: keys
+//! without a spend budget get two). A trio is told apart by the limit's name
+//! when the limiter gives one (`name="tokens"` in the rate-limit service's
+//! quota policy) and by position otherwise: the limiter that runs last encodes
+//! first, so the last trio is the requests limiter's, the one before it the
+//! tokens limiter's and the one before that the spend limiter's. A limiter's
+//! 429 carries the marker header `x-gateway-ratelimited-by: requests|tokens|spend`.
 
 use crate::error::{ApiError, ErrorType};
 use crate::headers::Headers;
@@ -25,6 +29,8 @@ const DRAFT: [&str; 3] = [
 pub enum Kind {
     Requests,
     Tokens,
+    /// Money per key and window, in micro-units (1,000,000 = 1.00).
+    Spend,
 }
 
 impl Kind {
@@ -32,6 +38,18 @@ impl Kind {
         match self {
             Kind::Requests => "requests",
             Kind::Tokens => "tokens",
+            Kind::Spend => "spend",
+        }
+    }
+
+    /// The limiter at this position counted from the last trio (0): the
+    /// limiter that runs last encodes first. None beyond the three limiters.
+    fn from_last(position: usize) -> Option<Kind> {
+        match position {
+            0 => Some(Kind::Requests),
+            1 => Some(Kind::Tokens),
+            2 => Some(Kind::Spend),
+            _ => None,
         }
     }
 }
@@ -49,6 +67,26 @@ pub struct Limit {
 pub struct Limits {
     pub requests: Option<Limit>,
     pub tokens: Option<Limit>,
+    /// Micro-units of money (1,000,000 = 1.00).
+    pub spend: Option<Limit>,
+}
+
+impl Limits {
+    fn of(&self, kind: Kind) -> Option<Limit> {
+        match kind {
+            Kind::Requests => self.requests,
+            Kind::Tokens => self.tokens,
+            Kind::Spend => self.spend,
+        }
+    }
+
+    fn slot(&mut self, kind: Kind) -> &mut Option<Limit> {
+        match kind {
+            Kind::Requests => &mut self.requests,
+            Kind::Tokens => &mut self.tokens,
+            Kind::Spend => &mut self.spend,
+        }
+    }
 }
 
 /// Reads the draft headers of every limiter that answered.
@@ -74,17 +112,12 @@ pub fn read(headers: &Headers) -> Limits {
     let mut out = Limits::default();
     let count = trios.len();
     for (index, (named, limit)) in trios.into_iter().enumerate() {
-        // Unnamed: with two trios the first is the tokens limiter's.
-        let kind = named.unwrap_or(if count >= 2 && index == 0 {
-            Kind::Tokens
-        } else {
-            Kind::Requests
-        });
-        let slot = match kind {
-            Kind::Requests => &mut out.requests,
-            Kind::Tokens => &mut out.tokens,
-        };
-        slot.get_or_insert(limit);
+        // Unnamed: by position from the last trio (requests, tokens, spend),
+        // so two trios are tokens then requests, three spend, tokens, requests.
+        let from_last = count.saturating_sub(index).saturating_sub(1);
+        if let Some(kind) = named.or(Kind::from_last(from_last)) {
+            out.slot(kind).get_or_insert(limit);
+        }
     }
     out
 }
@@ -93,13 +126,14 @@ pub fn read(headers: &Headers) -> Limits {
 fn parse_limit(value: &[u8]) -> Option<(u64, Option<Kind>)> {
     let text = std::str::from_utf8(value).ok()?;
     let limit = leading_number(value)?;
-    let named = if text.contains("name=\"tokens") {
-        Some(Kind::Tokens)
-    } else if text.contains("name=\"requests") {
-        Some(Kind::Requests)
-    } else {
-        None
-    };
+    let named = [
+        ("name=\"tokens", Kind::Tokens),
+        ("name=\"requests", Kind::Requests),
+        ("name=\"spend", Kind::Spend),
+    ]
+    .into_iter()
+    .find(|(pattern, _)| text.contains(pattern))
+    .map(|(_, kind)| kind);
     Some((limit, named))
 }
 
@@ -140,11 +174,8 @@ pub fn headers_to_remove(headers: &Headers) -> Vec<String> {
 
 pub fn openai_headers(limits: &Limits) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for (kind, limit) in [
-        (Kind::Requests, limits.requests),
-        (Kind::Tokens, limits.tokens),
-    ] {
-        if let Some(l) = limit {
+    for kind in [Kind::Requests, Kind::Tokens, Kind::Spend] {
+        if let Some(l) = limits.of(kind) {
             let suffix = kind.suffix();
             out.push((format!("x-ratelimit-limit-{suffix}"), l.limit.to_string()));
             out.push((
@@ -160,21 +191,34 @@ pub fn openai_headers(limits: &Limits) -> Vec<(String, String)> {
     out
 }
 
+/// Waits longer than this (seconds) are not worth the SDKs' automatic
+/// retries: a spent budget that resets later gets `x-should-retry: false`.
+const RETRY_HORIZON_SECONDS: u64 = 60;
+
 /// The 429 the client receives when a limiter refused the request.
 /// `token_cost` is what the gateway charged the tokens limiter.
+///
+/// A refusal by the spend limiter is OpenAI's exhausted-quota answer
+/// (`insufficient_quota`, which openai-python raises as `RateLimitError`).
 pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
     let limits = read(headers);
     let kind = refused_by(headers, &limits, token_cost);
-    let limit = match kind {
-        Kind::Requests => limits.requests,
-        Kind::Tokens => limits.tokens,
-    };
+    let limit = limits.of(kind);
     let wait = wait_seconds(headers, limit);
-    let hopeless = kind == Kind::Tokens && limit.is_some_and(|l| token_cost > l.limit);
-    let mut error = ApiError::with_status(429, message(kind, limit, token_cost, wait, hopeless));
-    error.error_type = match kind {
-        Kind::Requests => ErrorType::Requests,
-        Kind::Tokens => ErrorType::Tokens,
+    let hopeless = match kind {
+        Kind::Tokens => limit.is_some_and(|l| token_cost > l.limit),
+        Kind::Spend => wait > RETRY_HORIZON_SECONDS,
+        Kind::Requests => false,
+    };
+    let message = message(kind, limit, token_cost, wait, hopeless);
+    let mut error = match kind {
+        Kind::Requests => ApiError::with_status(429, message),
+        Kind::Tokens => {
+            let mut error = ApiError::with_status(429, message);
+            error.error_type = ErrorType::Tokens;
+            error
+        }
+        Kind::Spend => ApiError::insufficient_quota(message),
     };
     error.headers.push(("retry-after", wait.to_string()));
     error
@@ -184,7 +228,7 @@ pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
         error.headers.push(("x-should-retry", "false".to_string()));
     }
     for (name, value) in openai_headers(&limits) {
-        // `ApiError` headers are static names: map the six known ones.
+        // `ApiError` headers are static names: map the nine known ones.
         if let Some(static_name) = OPENAI_NAMES.iter().find(|n| **n == name) {
             error.headers.push((static_name, value));
         }
@@ -193,11 +237,15 @@ pub fn too_many_requests(headers: &Headers, token_cost: u64) -> ApiError {
 }
 
 /// Which limiter refused: the one the marker header names; without a
-/// marker, tokens when the request costs more than the tokens that remain.
+/// marker, spend when the spend limiter answered (it runs only once the
+/// others have admitted the request, and a limiter's 429 stops the chain),
+/// else tokens when the request costs more than the tokens that remain.
 fn refused_by(headers: &Headers, limits: &Limits, token_cost: u64) -> Kind {
     match headers.first(MARKER_HEADER) {
         Some(b"tokens") => Kind::Tokens,
+        Some(b"spend") => Kind::Spend,
         Some(_) => Kind::Requests,
+        None if limits.spend.is_some() => Kind::Spend,
         None => match limits.tokens {
             Some(t) if t.remaining < token_cost => Kind::Tokens,
             _ => Kind::Requests,
@@ -221,6 +269,7 @@ fn wait_seconds(headers: &Headers, limit: Option<Limit>) -> u64 {
 /// tokens limit, so waiting cannot help.
 fn message(kind: Kind, limit: Option<Limit>, token_cost: u64, wait: u64, hopeless: bool) -> String {
     match (kind, limit) {
+        (Kind::Spend, _) => spend_message(limit, wait),
         (Kind::Tokens, Some(l)) if hopeless => format!(
             "This request needs about {token_cost} tokens, more than your whole limit of {} tokens per window. \
              Waiting will not help: reduce max_tokens (or max_completion_tokens) or the prompt.",
@@ -243,13 +292,60 @@ fn message(kind: Kind, limit: Option<Limit>, token_cost: u64, wait: u64, hopeles
     }
 }
 
-const OPENAI_NAMES: [&str; 6] = [
+/// The spend 429's message, in OpenAI's words for an exhausted quota. A
+/// limiter without a reset (a `local_ratelimit` token bucket that still
+/// holds less than the request costs) refills gradually instead.
+fn spend_message(limit: Option<Limit>, wait: u64) -> String {
+    const ASK: &str = "Ask your platform team for a larger budget.";
+    let Some(l) = limit else {
+        return format!("You exceeded your current quota: this key's spend budget is spent. {ASK}");
+    };
+    let state = if l.remaining == 0 {
+        "is spent".to_string()
+    } else {
+        format!(
+            "has {} left, less than this request may cost",
+            money(l.remaining)
+        )
+    };
+    let when = if l.reset_seconds > 0 {
+        format!("resets in {}", duration(wait.saturating_mul(1000)))
+    } else {
+        "it refills gradually over the window".to_string()
+    };
+    format!(
+        "You exceeded your current quota: this key's spend budget of {} per window {state} ({when}). {ASK}",
+        money(l.limit)
+    )
+}
+
+/// Micro-units (1,000,000 = 1.00) as money: two decimals, or as many as it
+/// takes to show a non-zero amount (`0.005`). Digits beyond are dropped, never
+/// rounded up, so a budget is never shown larger than it is.
+pub fn money(micros: u64) -> String {
+    let (units, fraction) = (micros / 1_000_000, micros % 1_000_000);
+    let digits = format!("{fraction:06}");
+    let shown = if units == 0 && (1..10_000).contains(&fraction) {
+        // `0.00` would hide it: down to its first non-zero digit.
+        digits
+            .find(|c: char| c != '0')
+            .map_or(2, |zeros| zeros.saturating_add(1))
+    } else {
+        2
+    };
+    format!("{units}.{}", digits.get(..shown).unwrap_or("00"))
+}
+
+const OPENAI_NAMES: [&str; 9] = [
     "x-ratelimit-limit-requests",
     "x-ratelimit-remaining-requests",
     "x-ratelimit-reset-requests",
     "x-ratelimit-limit-tokens",
     "x-ratelimit-remaining-tokens",
     "x-ratelimit-reset-tokens",
+    "x-ratelimit-limit-spend",
+    "x-ratelimit-remaining-spend",
+    "x-ratelimit-reset-spend",
 ];
 
 #[cfg(test)]
@@ -438,6 +534,260 @@ mod tests {
         assert!(e.message.contains("Waiting will not help"), "{}", e.message);
     }
 
+    fn strings(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    /// What Envoy 1.40 sent for a key with a spend budget: three
+    /// `local_ratelimit` filters (requests, tokens, spend), spend's trio first.
+    const THREE_TRIOS: [(&str, &str); 9] = [
+        ("x-ratelimit-limit", "5000000"),
+        ("x-ratelimit-remaining", "3765433"),
+        ("x-ratelimit-reset", "0"),
+        ("x-ratelimit-limit", "5000"),
+        ("x-ratelimit-remaining", "4983"),
+        ("x-ratelimit-reset", "0"),
+        ("x-ratelimit-limit", "3"),
+        ("x-ratelimit-remaining", "2"),
+        ("x-ratelimit-reset", "0"),
+    ];
+
+    #[test]
+    fn three_unnamed_trios_are_spend_tokens_then_requests() {
+        let limits = read(&header_list(&THREE_TRIOS));
+        let limit = |limit, remaining| {
+            Some(Limit {
+                limit,
+                remaining,
+                reset_seconds: 0,
+            })
+        };
+        assert_eq!(
+            limits,
+            Limits {
+                requests: limit(3, 2),
+                tokens: limit(5000, 4983),
+                spend: limit(5_000_000, 3_765_433),
+            }
+        );
+        assert_eq!(
+            openai_headers(&limits),
+            strings(&[
+                ("x-ratelimit-limit-requests", "3"),
+                ("x-ratelimit-remaining-requests", "2"),
+                ("x-ratelimit-reset-requests", "0ms"),
+                ("x-ratelimit-limit-tokens", "5000"),
+                ("x-ratelimit-remaining-tokens", "4983"),
+                ("x-ratelimit-reset-tokens", "0ms"),
+                ("x-ratelimit-limit-spend", "5000000"),
+                ("x-ratelimit-remaining-spend", "3765433"),
+                ("x-ratelimit-reset-spend", "0ms"),
+            ])
+        );
+        // A key without a budget: the spend limiter adds no trio.
+        let two = read(&header_list(&THREE_TRIOS[3..]));
+        assert_eq!(two.spend, None);
+        assert_eq!(two.tokens.map(|l| l.limit), Some(5000));
+        assert_eq!(two.requests.map(|l| l.limit), Some(3));
+        // More trios than limiters: the ones before spend's are not read.
+        let mut four = vec![
+            ("x-ratelimit-limit", "7"),
+            ("x-ratelimit-remaining", "7"),
+            ("x-ratelimit-reset", "7"),
+        ];
+        four.extend(THREE_TRIOS);
+        assert_eq!(read(&header_list(&four)), limits);
+    }
+
+    #[test]
+    fn named_trios_in_any_number_and_order() {
+        let spend_only = read(&header_list(&[
+            (
+                "x-ratelimit-limit",
+                "5000000, 5000000;w=86400;name=\"spend\"",
+            ),
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", "3600"),
+        ]));
+        assert_eq!(spend_only.requests, None);
+        assert_eq!(spend_only.tokens, None);
+        assert_eq!(
+            spend_only.spend,
+            Some(Limit {
+                limit: 5_000_000,
+                remaining: 0,
+                reset_seconds: 3600
+            })
+        );
+        let named = read(&header_list(&[
+            ("x-ratelimit-limit", "3, 3;w=60;name=\"requests\""),
+            ("x-ratelimit-remaining", "1"),
+            ("x-ratelimit-reset", "42"),
+            ("x-ratelimit-limit", "20000, 20000;w=60;name=\"tokens\""),
+            ("x-ratelimit-remaining", "19000"),
+            ("x-ratelimit-reset", "42"),
+            (
+                "x-ratelimit-limit",
+                "9000000, 9000000;w=86400;name=\"spend\"",
+            ),
+            ("x-ratelimit-remaining", "8000000"),
+            ("x-ratelimit-reset", "900"),
+        ]));
+        assert_eq!(named.requests.map(|l| l.remaining), Some(1));
+        assert_eq!(named.tokens.map(|l| l.remaining), Some(19000));
+        assert_eq!(named.spend.map(|l| l.remaining), Some(8_000_000));
+        assert_eq!(
+            openai_headers(&named).get(6..),
+            Some(
+                &strings(&[
+                    ("x-ratelimit-limit-spend", "9000000"),
+                    ("x-ratelimit-remaining-spend", "8000000"),
+                    ("x-ratelimit-reset-spend", "15m0s"),
+                ])[..]
+            )
+        );
+    }
+
+    #[test]
+    fn money_from_micro_units() {
+        for (micros, text) in [
+            (0, "0.00"),
+            (5_000_000, "5.00"),
+            (1_234_567, "1.23"),
+            (4_999_999, "4.99"),
+            (10_000, "0.01"),
+            (9_999, "0.009"),
+            (5_000, "0.005"),
+            (1_234, "0.001"),
+            (10, "0.00001"),
+            (1, "0.000001"),
+            (1_000_001, "1.00"),
+            (u64::MAX, "18446744073709.55"),
+        ] {
+            assert_eq!(money(micros), text, "{micros}");
+        }
+    }
+
+    fn spend_429(remaining: &str, reset: &str) -> ApiError {
+        too_many_requests(
+            &header_list(&[
+                ("x-ratelimit-limit", "5000000"),
+                ("x-ratelimit-remaining", remaining),
+                ("x-ratelimit-reset", reset),
+                ("x-ratelimit-limit", "5000"),
+                ("x-ratelimit-remaining", "4983"),
+                ("x-ratelimit-reset", "0"),
+                ("x-ratelimit-limit", "3"),
+                ("x-ratelimit-remaining", "2"),
+                ("x-ratelimit-reset", "0"),
+                (MARKER_HEADER, "spend"),
+            ]),
+            17,
+        )
+    }
+
+    #[test]
+    fn spend_429_is_insufficient_quota() {
+        let e = spend_429("0", "46925");
+        assert_eq!(e.status, 429);
+        assert_eq!(e.error_type, ErrorType::InsufficientQuota);
+        assert_eq!(e.code, Some(ErrorCode::InsufficientQuota));
+        assert_eq!(
+            e.message,
+            "You exceeded your current quota: this key's spend budget of 5.00 per window is spent \
+             (resets in 13h2m5s). Ask your platform team for a larger budget."
+        );
+        let body: serde_json::Value = serde_json::from_slice(&e.body(None)).unwrap();
+        assert_eq!(body["error"]["type"], "insufficient_quota");
+        assert_eq!(body["error"]["code"], "insufficient_quota");
+        assert_eq!(body["error"]["param"], serde_json::Value::Null);
+        assert_eq!(header(&e, "retry-after"), Some("46925"));
+        assert_eq!(header(&e, "retry-after-ms"), Some("46925000"));
+        // The SDKs should not retry for 13 hours.
+        assert_eq!(header(&e, "x-should-retry"), Some("false"));
+        for (name, value) in [
+            ("x-ratelimit-limit-spend", "5000000"),
+            ("x-ratelimit-remaining-spend", "0"),
+            ("x-ratelimit-reset-spend", "13h2m5s"),
+            ("x-ratelimit-remaining-tokens", "4983"),
+            ("x-ratelimit-remaining-requests", "2"),
+        ] {
+            assert_eq!(header(&e, name), Some(value), "{name}");
+        }
+    }
+
+    #[test]
+    fn spend_429_retries_only_within_a_minute() {
+        for (reset, should_retry) in [("1", None), ("60", None), ("61", Some("false"))] {
+            let e = spend_429("0", reset);
+            assert_eq!(header(&e, "x-should-retry"), should_retry, "{reset}");
+            assert_eq!(header(&e, "retry-after"), Some(reset));
+        }
+        // A token bucket (local_ratelimit) that holds less than the request
+        // costs: no reset, it refills as it goes.
+        let e = spend_429("3765433", "0");
+        assert_eq!(e.error_type, ErrorType::InsufficientQuota);
+        assert_eq!(header(&e, "retry-after"), Some("1"));
+        assert_eq!(header(&e, "x-should-retry"), None);
+        assert_eq!(
+            e.message,
+            "You exceeded your current quota: this key's spend budget of 5.00 per window has 3.76 left, \
+             less than this request may cost (it refills gradually over the window). \
+             Ask your platform team for a larger budget."
+        );
+    }
+
+    #[test]
+    fn spend_429_without_marker_or_trio() {
+        // The spend limiter answered, so it is the one that refused.
+        let e = too_many_requests(&header_list(&THREE_TRIOS), 17);
+        assert_eq!(e.code, Some(ErrorCode::InsufficientQuota));
+        // Two trios: still tokens or requests, as before.
+        let e = too_many_requests(&header_list(&THREE_TRIOS[3..]), 17);
+        assert_eq!(e.error_type, ErrorType::Requests);
+        // A marker without any trio.
+        let e = too_many_requests(&header_list(&[(MARKER_HEADER, "spend")]), 17);
+        assert_eq!(e.error_type, ErrorType::InsufficientQuota);
+        assert_eq!(
+            e.message,
+            "You exceeded your current quota: this key's spend budget is spent. \
+             Ask your platform team for a larger budget."
+        );
+        assert_eq!(header(&e, "retry-after"), Some("1"));
+        assert_eq!(header(&e, "x-should-retry"), None);
+    }
+
+    #[test]
+    fn huge_spend_waits_saturate() {
+        let max = u64::MAX.to_string();
+        let e = spend_429(&max, &max);
+        assert_eq!(header(&e, "retry-after"), Some(max.as_str()));
+        assert_eq!(header(&e, "retry-after-ms"), Some(max.as_str()));
+        assert_eq!(header(&e, "x-should-retry"), Some("false"));
+        assert_eq!(
+            header(&e, "x-ratelimit-remaining-spend"),
+            Some(max.as_str())
+        );
+        assert!(
+            e.message.contains("has 18446744073709.55 left"),
+            "{}",
+            e.message
+        );
+    }
+
+    /// Every header `openai_headers` writes has a static name for the 429.
+    #[test]
+    fn every_openai_header_name_is_known() {
+        let names: Vec<String> = openai_headers(&read(&header_list(&THREE_TRIOS)))
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        assert_eq!(names, OPENAI_NAMES);
+    }
+
     #[test]
     fn internal_and_draft_headers_are_removed() {
         let removed = headers_to_remove(&header_list(&[
@@ -449,5 +799,7 @@ mod tests {
             ("content-type", "x"),
         ]));
         assert_eq!(removed.len(), 5);
+        let removed = headers_to_remove(&header_list(&[(MARKER_HEADER, "spend")]));
+        assert_eq!(removed, [MARKER_HEADER]);
     }
 }
