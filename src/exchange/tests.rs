@@ -746,7 +746,10 @@ fn a_priced_model_is_charged_spend_up_front_and_at_completion_and_counted() {
     ex.on_response_headers(&host);
     deliver_response_body(&mut ex, &host, &[CHAT_RESPONSE.as_bytes()]);
     assert_eq!(
-        host.properties.borrow().get(USAGE_PROPERTY).map(Vec::as_slice),
+        host.properties
+            .borrow()
+            .get(USAGE_PROPERTY)
+            .map(Vec::as_slice),
         Some(&b"prompt_tokens=12 completion_tokens=3 cached_tokens=0 spend_micros=18"[..])
     );
     // An unpriced model sends no spend header.
@@ -755,5 +758,8 @@ fn a_priced_model_is_charged_spend_up_front_and_at_completion_and_counted() {
     chat_request(&host, CHAT);
     ex.on_request_headers(&host, false);
     deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
-    assert_eq!(host.header_value(HeaderMap::Request, "x-gateway-spend-cost"), None);
+    assert_eq!(
+        host.header_value(HeaderMap::Request, "x-gateway-spend-cost"),
+        None
+    );
 }

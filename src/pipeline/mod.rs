@@ -27,11 +27,11 @@
 //! This file holds the types the stages exchange.
 
 use crate::auth::KeyIndex;
+use crate::billing::Price;
 #[cfg(doc)]
 use crate::config::Gateway;
 use crate::endpoints::{BodyKind, Endpoint};
 use crate::headers::Headers;
-use crate::billing::Price;
 use crate::model_names::Renames;
 
 mod errors;
