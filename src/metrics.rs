@@ -8,6 +8,123 @@ use crate::usage::Usage;
 
 pub const PREFIX: &str = "openai_gateway";
 
+/// Gauge: 1 while a backend is in service, 0 when its probes took it out.
+pub const BACKEND_LIVE: &str = "backend_live";
+/// Gauge: how many of a model's backends serve it.
+pub const MODEL_SERVING_BACKENDS: &str = "model_serving_backends";
+/// Counter: what the reported usage cost, in micro-units of money.
+pub const SPEND_MICROS: &str = "spend_micros_total";
+
+/// What a metric counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+}
+
+/// One metric the gateway exports, as `docs/metrics.md` documents it.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDoc {
+    /// The name after [`PREFIX`] and `_`.
+    pub name: &'static str,
+    pub kind: MetricType,
+    pub labels: &'static [&'static str],
+    pub unit: &'static str,
+    pub meaning: &'static str,
+}
+
+/// Every metric the gateway exports: the reference `docs/metrics.md` is
+/// generated from it, and tests check that every stat name the code makes
+/// is here.
+pub const CATALOG: &[MetricDoc] = &[
+    MetricDoc {
+        name: "requests_total",
+        kind: MetricType::Counter,
+        labels: &["key_id", "model", "status_class", "error_code"],
+        unit: "requests",
+        meaning: "Every request the gateway saw, by the status its client received (`2xx`…`5xx`). \
+                  `error_code` is OpenAI's `error.code` of the gateway's own errors \
+                  (`invalid_api_key`, `model_not_found`, `rate_limit_exceeded`, …) or `none`.",
+    },
+    MetricDoc {
+        name: "prompt_tokens_total",
+        kind: MetricType::Counter,
+        labels: &["key_id", "model"],
+        unit: "tokens",
+        meaning: "Prompt tokens the backends reported (`usage.prompt_tokens`, the Responses API's `input_tokens`).",
+    },
+    MetricDoc {
+        name: "completion_tokens_total",
+        kind: MetricType::Counter,
+        labels: &["key_id", "model"],
+        unit: "tokens",
+        meaning: "Completion tokens the backends reported (`usage.completion_tokens`, `output_tokens`).",
+    },
+    MetricDoc {
+        name: "cached_tokens_total",
+        kind: MetricType::Counter,
+        labels: &["key_id", "model"],
+        unit: "tokens",
+        meaning: "Prompt tokens served from a prompt cache (`prompt_tokens_details.cached_tokens`).",
+    },
+    MetricDoc {
+        name: SPEND_MICROS,
+        kind: MetricType::Counter,
+        labels: &["key_id", "model"],
+        unit: "micro-units of money (1,000,000 = 1.00)",
+        meaning: "What the reported usage cost, for models with a `price`, rounded up per request.",
+    },
+    MetricDoc {
+        name: BACKEND_LIVE,
+        kind: MetricType::Gauge,
+        labels: &["backend"],
+        unit: "1 or 0",
+        meaning: "1 while the backend is in service, 0 once its health probes took it out. \
+                  Only backends with a probe.",
+    },
+    MetricDoc {
+        name: MODEL_SERVING_BACKENDS,
+        kind: MetricType::Gauge,
+        labels: &["model"],
+        unit: "backends",
+        meaning: "How many of the model's backends serve it now (0: it is not listed, and its \
+                  requests get a 503). Set while any backend has a probe.",
+    },
+];
+
+/// `docs/metrics.md`: the reference of every metric, from [`CATALOG`].
+pub fn markdown() -> String {
+    let mut out = String::from(
+        "# Metrics reference\n\n\
+         Generated from `src/metrics.rs` (`make docs`); a test fails when it is stale.\n\n\
+         Envoy serves them at its admin endpoint's `/stats/prometheus`, named \
+         `openai_gateway_<name>`. The labels are encoded in the stat names \
+         (`.label.value` pairs) and restored by the bootstrap's \
+         `stats_config.stats_tags` (copy that block from `envoy/demo.yaml`). \
+         Label values are bounded by the configuration (key ids, catalog model \
+         ids, backend names; `none` when not known yet) and keep \
+         `A-Z a-z 0-9 _ -`: other characters become `_` \
+         (`llama-3.1-8b-instruct` is `llama-3_1-8b-instruct`). Counters are summed \
+         in each worker and handed to Envoy once a second.\n\n\
+         | metric | type | labels | unit | meaning |\n|---|---|---|---|---|\n",
+    );
+    for m in CATALOG {
+        let kind = match m.kind {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+        };
+        let labels: Vec<String> = m.labels.iter().map(|l| format!("`{l}`")).collect();
+        out.push_str(&format!(
+            "| `{PREFIX}_{}` | {kind} | {} | {} | {} |\n",
+            m.name,
+            labels.join(", "),
+            m.unit,
+            m.meaning
+        ));
+    }
+    out
+}
+
 /// Label values: `A-Z a-z 0-9 _ -`, others (dots included) become `_`, so a
 /// value can never be mistaken for a name separator; empty becomes `none`.
 pub fn label(value: &str) -> String {
@@ -92,7 +209,7 @@ pub fn names(outcome: &Outcome) -> Vec<String> {
     }
     if outcome.spend.is_some() {
         out.push(format!(
-            "{PREFIX}_spend_micros_total.key_id.{key}.model.{model}"
+            "{PREFIX}_{SPEND_MICROS}.key_id.{key}.model.{model}"
         ));
     }
     out
@@ -186,6 +303,40 @@ mod tests {
         let without_usage = Outcome { usage: None, ..a };
         assert_eq!(names(&without_usage).len(), 1);
         assert_eq!(amounts(&without_usage).collect::<Vec<_>>(), vec![1]);
+    }
+
+    /// Every stat name the code makes is in the reference, with its labels
+    /// in order.
+    #[test]
+    fn every_stat_name_is_documented() {
+        let usage = Usage {
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            total_tokens: 2,
+            cached_tokens: 1,
+        };
+        let mut made = names(&Outcome {
+            key_id: Some("k"),
+            model: Some("m"),
+            status: 200,
+            error_code: None,
+            usage: Some(usage),
+            spend: Some(1),
+        });
+        made.push(format!("{PREFIX}_{BACKEND_LIVE}.backend.b"));
+        made.push(format!("{PREFIX}_{MODEL_SERVING_BACKENDS}.model.m"));
+        for name in made {
+            let rest = name.strip_prefix(&format!("{PREFIX}_")).unwrap();
+            let mut parts = rest.split('.');
+            let base = parts.next().unwrap();
+            let labels: Vec<&str> = parts.step_by(2).collect();
+            let doc = CATALOG
+                .iter()
+                .find(|m| m.name == base)
+                .unwrap_or_else(|| panic!("{base}"));
+            assert_eq!(doc.labels, labels.as_slice(), "{name}");
+        }
+        assert!(markdown().contains("`openai_gateway_backend_live` | gauge | `backend`"));
     }
 
     #[test]

@@ -166,13 +166,18 @@ impl Monitor {
         self.gauges_defined = true;
         let mut index = 0;
         while let Some(name) = self.prober.name(index) {
-            let stat = format!("{PREFIX}_backend_live.backend.{}", metrics::label(name));
+            let stat = format!(
+                "{PREFIX}_{}.backend.{}",
+                metrics::BACKEND_LIVE,
+                metrics::label(name)
+            );
             self.backend_gauges.push(host.define_gauge(&stat).ok());
             index = index.saturating_add(1);
         }
         for (_, model) in self.gateway.catalog.models() {
             let stat = format!(
-                "{PREFIX}_model_serving_backends.model.{}",
+                "{PREFIX}_{}.model.{}",
+                metrics::MODEL_SERVING_BACKENDS,
                 metrics::label(&model.id)
             );
             self.model_gauges.push(host.define_gauge(&stat).ok());
