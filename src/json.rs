@@ -86,7 +86,7 @@ impl<'de> Deserialize<'de> for JsonObject<'de> {
             }
             fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
                 let mut members = Vec::new();
-                while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+                while let Some(BorrowedStr(name)) = map.next_key::<BorrowedStr<'de>>()? {
                     let value: &'de RawValue = map.next_value()?;
                     members.push((name, value));
                 }
@@ -97,25 +97,26 @@ impl<'de> Deserialize<'de> for JsonObject<'de> {
     }
 }
 
-/// A member name, borrowed when it has no escapes.
-struct Key<'a>(Cow<'a, str>);
+/// A string (a member name, or a value), borrowed from the body when it has
+/// no escapes.
+pub(crate) struct BorrowedStr<'a>(pub(crate) Cow<'a, str>);
 
-impl<'de> Deserialize<'de> for Key<'de> {
+impl<'de> Deserialize<'de> for BorrowedStr<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct KeyVisitor;
-        impl<'de> Visitor<'de> for KeyVisitor {
-            type Value = Key<'de>;
+        struct StrVisitor;
+        impl<'de> Visitor<'de> for StrVisitor {
+            type Value = BorrowedStr<'de>;
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a member name")
+                f.write_str("a string")
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(v)))
+                Ok(BorrowedStr(Cow::Borrowed(v)))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(v.to_string())))
+                Ok(BorrowedStr(Cow::Owned(v.to_string())))
             }
         }
-        deserializer.deserialize_str(KeyVisitor)
+        deserializer.deserialize_str(StrVisitor)
     }
 }
 
@@ -252,7 +253,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
         let mut members: Members<'de> = Vec::new();
-        while let Some(Key(name)) = map.next_key::<Key<'de>>()? {
+        while let Some(BorrowedStr(name)) = map.next_key::<BorrowedStr<'de>>()? {
             let value: Json<'de> = map.next_value()?;
             members.push((name, value));
         }
