@@ -171,6 +171,8 @@ def produced_descriptors(rate_limits):
         for action in entry["actions"]:
             if "generic_key" in action:
                 seq.append((action["generic_key"]["descriptor_key"], action["generic_key"]["descriptor_value"]))
+            elif "header_value_match" in action:
+                seq.append((action["header_value_match"]["descriptor_key"], action["header_value_match"]["descriptor_value"]))
             elif "request_headers" in action:
                 seq.append((action["request_headers"]["descriptor_key"], None))
             else:

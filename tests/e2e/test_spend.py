@@ -6,6 +6,8 @@ and a fleet of two sharing the rate-limit service (settled with the usage
 responses report)."""
 
 import itertools
+import time
+import urllib.error
 import urllib.request
 
 import openai
@@ -20,6 +22,19 @@ def micros(price, prompt_tokens, completion_tokens) -> int:
     """What the usage costs in micro-units, rounded up (no cached tokens)."""
     per_million = prompt_tokens * round(price["input"] * 1e6) + completion_tokens * round(price["output"] * 1e6)
     return -(-per_million // 1_000_000)
+
+
+def no_unresolved_costs(gw) -> bool:
+    """Envoy wrote no `Invalid hits_addend` warning (a rate limit whose cost
+    did not resolve) up to now: a marker request's log line shows that the
+    log has been written that far."""
+    marker = f"/v1/log-marker-{time.monotonic_ns()}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"{gw.origin}{marker}", method="POST"), timeout=5)
+    except urllib.error.HTTPError:
+        pass  # 401: the marker only has to reach the log
+    wait_until(lambda: marker in gw.log(), 10, "the marker in Envoy's log")
+    return "Invalid hits_addend" not in gw.log()
 
 
 def price_of(bootstrap, model_id):
@@ -58,6 +73,9 @@ def test_one_envoy_refuses_the_call_that_would_pass_the_budget(one_envoy):
     # A model without a price costs nothing, and other keys have no budget.
     assert client.embeddings.create(model="bge-m3", input="x").data
     assert sdk(one_envoy, "sk-demo").chat.completions.create(model="llama-3.1-8b-instruct", messages=HI).choices
+    # Unpriced requests make no spend descriptor: Envoy has no cost to
+    # evaluate, and nothing to warn about.
+    assert no_unresolved_costs(one_envoy)
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +125,9 @@ def test_a_fleet_settles_spend_with_real_usage_and_refuses_once_it_is_spent(sett
         sdk(next(fleet), "sk-demo-budget").chat.completions.create(model="llama-3.1-8b-instruct", messages=HI)
     assert error.value.code == "insufficient_quota"
     assert error.value.response.headers["x-should-retry"] == "false"
+    # An unpriced model still serves the key, and nothing is left unresolved.
+    assert sdk(next(fleet), "sk-demo-budget").embeddings.create(model="bge-m3", input="x").data
+    assert all(no_unresolved_costs(gw) for gw in settling_fleet)
 
 
 def test_spend_is_counted_per_key_and_model_and_in_the_access_log(one_envoy):
