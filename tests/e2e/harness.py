@@ -18,6 +18,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -479,3 +480,16 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
             for b in backends.values():
                 b.stop()
         raise
+
+
+def no_unresolved_costs(gw) -> bool:
+    """Envoy wrote no `Invalid hits_addend` warning (a rate limit whose cost
+    did not resolve) up to now: a marker request's log line shows that the
+    log has been written that far."""
+    marker = f"/v1/log-marker-{time.monotonic_ns()}"
+    try:
+        urllib.request.urlopen(urllib.request.Request(f"{gw.origin}{marker}", method="POST"), timeout=5)
+    except urllib.error.HTTPError:
+        pass  # 401: the marker only has to reach the log
+    wait_until(lambda: marker in gw.log(), 10, "the marker in Envoy's log")
+    return "Invalid hits_addend" not in gw.log()

@@ -9,7 +9,7 @@ import itertools
 import httpx
 import openai
 import pytest
-from harness import (HI, global_bootstrap, plugin_config, sdk, set_plugin_config, start_gateway,
+from harness import (HI, global_bootstrap, no_unresolved_costs, plugin_config, sdk, set_plugin_config, start_gateway,
                      start_ratelimit_service, wait_until)
 
 
@@ -119,6 +119,8 @@ def test_reserve_then_settle_tops_up_a_long_answer_and_only_that(topping_up, rls
                                                                 max_tokens=100)
     estimate, top_up = settled(rls, "demo", 1)
     assert answer.usage.total_tokens <= estimate and top_up == 0
+    # Every completion charge resolved: Envoy warned of no missing cost.
+    assert no_unresolved_costs(topping_up)
 
 
 def test_streams_are_charged_their_usage_whether_or_not_the_client_asked_for_it(topping_up, rls):

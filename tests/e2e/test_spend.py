@@ -6,14 +6,12 @@ and a fleet of two sharing the rate-limit service (settled with the usage
 responses report)."""
 
 import itertools
-import time
-import urllib.error
 import urllib.request
 
 import openai
 import pytest
-from harness import (HI, demo_bootstrap, global_bootstrap, plugin_config, sdk, set_plugin_config,
-                     start_gateway, start_ratelimit_service, wait_until)
+from harness import (HI, demo_bootstrap, global_bootstrap, no_unresolved_costs, plugin_config, sdk,
+                     set_plugin_config, start_gateway, start_ratelimit_service, wait_until)
 
 BUDGET = 1000  # demo-budget: 0.001 a day, in the shipped configurations
 
@@ -22,19 +20,6 @@ def micros(price, prompt_tokens, completion_tokens) -> int:
     """What the usage costs in micro-units, rounded up (no cached tokens)."""
     per_million = prompt_tokens * round(price["input"] * 1e6) + completion_tokens * round(price["output"] * 1e6)
     return -(-per_million // 1_000_000)
-
-
-def no_unresolved_costs(gw) -> bool:
-    """Envoy wrote no `Invalid hits_addend` warning (a rate limit whose cost
-    did not resolve) up to now: a marker request's log line shows that the
-    log has been written that far."""
-    marker = f"/v1/log-marker-{time.monotonic_ns()}"
-    try:
-        urllib.request.urlopen(urllib.request.Request(f"{gw.origin}{marker}", method="POST"), timeout=5)
-    except urllib.error.HTTPError:
-        pass  # 401: the marker only has to reach the log
-    wait_until(lambda: marker in gw.log(), 10, "the marker in Envoy's log")
-    return "Invalid hits_addend" not in gw.log()
 
 
 def price_of(bootstrap, model_id):
