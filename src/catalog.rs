@@ -2,8 +2,10 @@
 //! endpoints it may be used with.
 
 use crate::endpoints::Endpoint;
+use crate::model_names::Renames;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 /// A model's category, as listed by `GET /v1/models` in the `category` field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -155,6 +157,13 @@ pub type ModelIndex = usize;
 pub struct Catalog {
     models: Vec<Model>,
     by_name: HashMap<String, ModelIndex>,
+    /// The renames each model's responses need, by model then route (the
+    /// backend's name for the model back to its id), made once here rather
+    /// than per request.
+    route_renames: Vec<Vec<Rc<Renames>>>,
+    /// The renames of every model a backend serves (for objects fetched by
+    /// id, whose model is not known before the response).
+    backend_renames: HashMap<String, Rc<Renames>>,
 }
 
 impl Catalog {
@@ -170,7 +179,61 @@ impl Catalog {
                 }
             }
         }
-        Ok(Catalog { models, by_name })
+        let route_renames = models
+            .iter()
+            .map(|model| {
+                model
+                    .routes()
+                    .map(|route| {
+                        Rc::new(Renames::new([(
+                            model.upstream_name(route),
+                            model.id.as_str(),
+                        )]))
+                    })
+                    .collect()
+            })
+            .collect();
+        let mut backends: Vec<&str> = models
+            .iter()
+            .flat_map(|model| model.routes().map(|route| route.backend.as_str()))
+            .collect();
+        backends.sort_unstable();
+        backends.dedup();
+        let backend_renames = backends
+            .into_iter()
+            .map(|backend| {
+                let pairs = models.iter().flat_map(|model| {
+                    model
+                        .routes()
+                        .filter(move |route| route.backend == backend)
+                        .map(move |route| (model.upstream_name(route), model.id.as_str()))
+                });
+                (backend.to_string(), Rc::new(Renames::new(pairs)))
+            })
+            .collect();
+        Ok(Catalog {
+            models,
+            by_name,
+            route_renames,
+            backend_renames,
+        })
+    }
+
+    /// What responses of route `route` of model `index` need renamed.
+    pub fn route_renames(&self, index: ModelIndex, route: usize) -> Rc<Renames> {
+        self.route_renames
+            .get(index)
+            .and_then(|routes| routes.get(route))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// What responses of `backend` need renamed, whatever their model.
+    pub fn backend_renames(&self, backend: &str) -> Rc<Renames> {
+        self.backend_renames
+            .get(backend)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// The model a client-supplied name (id or alias) refers to.

@@ -33,6 +33,7 @@ use crate::config::Gateway;
 use crate::endpoints::{BodyKind, Endpoint};
 use crate::headers::Headers;
 use crate::model_names::Renames;
+use std::rc::Rc;
 
 mod errors;
 mod request_body;
@@ -156,7 +157,7 @@ pub struct ResponsePlan {
     /// Ids in the response to give the client in the gateway's form.
     pub ids: Option<IdRewrite>,
     /// The backend's names for models, to give the client as catalog ids.
-    pub renames: Renames,
+    pub renames: Rc<Renames>,
     /// A stream of this endpoint ends with `data: [DONE]` (chat and legacy
     /// completions; the Responses API ends with `response.completed`).
     pub ends_with_done: bool,

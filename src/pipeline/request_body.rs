@@ -12,7 +12,6 @@ use crate::context;
 use crate::endpoints::{BodyKind, Endpoint};
 use crate::error::ApiError;
 use crate::json::{self, Json};
-use crate::model_names::Renames;
 use crate::multipart;
 use crate::tokens;
 use crate::validate::{self, Rewrite};
@@ -77,14 +76,14 @@ impl Gateway {
         index: ModelIndex,
         model: &'a Model,
         pinned: Option<usize>,
-    ) -> Result<&'a ModelRoute, ApiError> {
+    ) -> Result<(usize, &'a ModelRoute), ApiError> {
         let picked = match pinned {
             Some(route) => self
                 .serving
                 .is_serving(index, route)
-                .then(|| model.route_at(route))
+                .then(|| model.route_at(route).map(|r| (route, r)))
                 .flatten(),
-            None => self.serving.first(index, model).map(|(_, route)| route),
+            None => self.serving.first(index, model),
         };
         picked.ok_or_else(|| self.unavailable(model))
     }
@@ -103,7 +102,8 @@ impl Gateway {
         let mut effects = validate::check(endpoint, &document, model)?;
         context::check(endpoint, &document, model)?;
         let previous = self.previous_response(&document, &key.id, model)?;
-        let route = self.pick_route(index, model, previous.as_ref().map(|p| p.route))?;
+        let picked = self.pick_route(index, model, previous.as_ref().map(|p| p.route))?;
+        let route = picked.1;
         if let Some(previous) = &previous {
             effects.rewrites.push(previous.rewrite.clone());
         }
@@ -116,7 +116,7 @@ impl Gateway {
         let upstream = model.upstream_name(route);
         let new_body = rewrite_json(body, &document, requested, upstream, &effects.rewrites)?;
         let cost = tokens::estimate(endpoint, &document, self.token_limits.default_max_tokens);
-        let (mut edits, mut response) = self.forward_to(model, route, cost);
+        let (mut edits, mut response) = self.forward_to(index, model, picked, cost);
         response.estimate = cost;
         if matches!(json::member(&document, "stream"), Some(Json::Bool(true))) {
             edits
@@ -161,9 +161,10 @@ impl Gateway {
         let (index, model) = self.resolve_model(key, pending.endpoint, requested)?;
         let names: Vec<&[u8]> = parts.iter().map(|p| p.name).collect();
         validate::check_form(pending.endpoint, &names)?;
-        let route = self.pick_route(index, model, None)?;
+        let picked = self.pick_route(index, model, None)?;
+        let route = picked.1;
         let new_body = rewrite_form_model(body, requested, model.upstream_name(route))?;
-        let (edits, response) = self.forward_to(model, route, 1);
+        let (edits, response) = self.forward_to(index, model, picked, 1);
         Ok(AfterBody::Forward {
             edits,
             new_body,
@@ -174,10 +175,13 @@ impl Gateway {
     /// The header edits that send the request to the route's backend (with
     /// its credential, if it has one) for `estimate` tokens (charged up
     /// front as the settlement mode says), and the response plan they start.
+    /// `(route_index, route)` is what [`Gateway::pick_route`] picked for
+    /// model `index`.
     fn forward_to(
         &self,
+        index: ModelIndex,
         model: &Model,
-        route: &ModelRoute,
+        (route_index, route): (usize, &ModelRoute),
         estimate: u64,
     ) -> (HeaderEdits, ResponsePlan) {
         let mode = self.token_limits.settlement;
@@ -212,7 +216,7 @@ impl Gateway {
             price: model.price,
             spend_cost: if model.price.is_some() { spend_cost } else { 0 },
             spend_estimate,
-            renames: Renames::new([(model.upstream_name(route), model.id.as_str())]),
+            renames: self.catalog.route_renames(index, route_index),
             ..ResponsePlan::default()
         };
         (edits, response)

@@ -9,7 +9,6 @@ use crate::error::{printable, ApiError};
 use crate::headers::Headers;
 use crate::ids;
 use crate::json::{self, Json};
-use crate::model_names::Renames;
 use crate::validate::Rewrite;
 
 impl Gateway {
@@ -59,12 +58,7 @@ impl Gateway {
                 .push((self.headers.stream.clone(), "true".to_string()));
         }
         // The object names the model as its backend knows it.
-        let renames = Renames::new(self.catalog.models().flat_map(|(_, model)| {
-            model
-                .routes()
-                .filter(|route| route.backend == backend)
-                .map(move |route| (model.upstream_name(route), model.id.as_str()))
-        }));
+        let renames = self.catalog.backend_renames(&backend);
         Ok(AfterHeaders::Route(ResponsePlan {
             backend: Some(backend),
             token_cost: 1,
