@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod billing;
 pub mod body_headers;
+pub mod bytes;
 pub mod catalog;
 pub mod charger;
 pub mod compat;

@@ -8,6 +8,8 @@
 //! kept. A body without such a member costs one scan and is passed on as it
 //! came.
 
+use crate::bytes::find;
+
 /// (backend's name, catalog id) pairs, each with the backend's name as it
 /// appears in JSON (quoted) and the catalog id's replacement (quoted).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -54,11 +56,12 @@ impl Renames {
             if escaped(json, at) {
                 continue;
             }
-            let value = skip_colon(json, from);
-            let Some((start, found)) = value.and_then(|start| self.value_at(json, start)) else {
+            let Some(start) = skip_colon(json, from) else {
                 continue;
             };
-            let (upstream, id) = found;
+            let Some((upstream, id)) = self.pair_at(json, start) else {
+                continue;
+            };
             let end = start.saturating_add(upstream.len());
             let buffer = out.get_or_insert_with(|| Vec::with_capacity(json.len()));
             buffer.extend_from_slice(json.get(copied..start)?);
@@ -72,27 +75,12 @@ impl Renames {
     }
 
     /// The pair whose quoted backend name starts at `start`.
-    fn value_at(&self, json: &[u8], start: usize) -> Option<(usize, (&[u8], &[u8]))> {
+    fn pair_at(&self, json: &[u8], start: usize) -> Option<(&[u8], &[u8])> {
         let rest = json.get(start..)?;
         self.pairs
             .iter()
             .find(|(upstream, _)| rest.starts_with(upstream))
-            .map(|(upstream, id)| (start, (upstream.as_slice(), id.as_slice())))
-    }
-}
-
-/// The first `needle` in `haystack` at or after `from`.
-fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    let first = *needle.first()?;
-    let mut at = from;
-    loop {
-        let rest = haystack.get(at..)?;
-        let offset = rest.iter().position(|b| *b == first)?;
-        at = at.saturating_add(offset);
-        if haystack.get(at..)?.starts_with(needle) {
-            return Some(at);
-        }
-        at = at.saturating_add(1);
+            .map(|(upstream, id)| (upstream.as_slice(), id.as_slice()))
     }
 }
 

@@ -2,6 +2,7 @@
 //! endpoint sends it: every part's name (the required ones must be there) and
 //! a field's value as text (the `model`).
 
+use crate::bytes::find;
 /// Why the form field could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MultipartError {
@@ -53,7 +54,7 @@ pub fn parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, Mu
     let mut rest = body
         .strip_prefix(delimiter.as_slice())
         .or_else(|| {
-            find(body, &next_delimiter)
+            find(body, &next_delimiter, 0)
                 .and_then(|at| body.get(at.saturating_add(next_delimiter.len())..))
         })
         .ok_or(MultipartError::Malformed)?;
@@ -65,12 +66,12 @@ pub fn parts<'a>(content_type: &str, body: &'a [u8]) -> Result<Vec<Part<'a>>, Mu
         rest = rest
             .strip_prefix(b"\r\n")
             .ok_or(MultipartError::Malformed)?;
-        let header_end = find(rest, b"\r\n\r\n").ok_or(MultipartError::Malformed)?;
+        let header_end = find(rest, b"\r\n\r\n", 0).ok_or(MultipartError::Malformed)?;
         let headers = rest.get(..header_end).ok_or(MultipartError::Malformed)?;
         let content = rest
             .get(header_end.saturating_add(4)..)
             .ok_or(MultipartError::Malformed)?;
-        let content_end = find(content, &next_delimiter).ok_or(MultipartError::Malformed)?;
+        let content_end = find(content, &next_delimiter, 0).ok_or(MultipartError::Malformed)?;
         if let Some(name) = part_name(headers) {
             let value = content
                 .get(..content_end)
@@ -113,13 +114,6 @@ fn part_name(headers: &[u8]) -> Option<&[u8]> {
         }
     }
     None
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() {
-        return Some(0);
-    }
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 #[cfg(test)]
