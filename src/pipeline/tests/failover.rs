@@ -34,6 +34,18 @@ fn chat(g: &Gateway, body: &[u8]) -> (HeadersOutcome, AfterBody) {
     (outcome, after)
 }
 
+/// The edits, body and plan of `CHAT` forwarded (a refusal fails the test).
+fn forwarded_chat(g: &Gateway) -> (HeaderEdits, Option<Vec<u8>>, ResponsePlan) {
+    match chat(g, CHAT).1 {
+        AfterBody::Forward {
+            edits,
+            new_body,
+            response,
+        } => (edits, new_body, response),
+        AfterBody::Reply(reply) => panic!("refused: {reply:?}"),
+    }
+}
+
 fn listed(g: &Gateway) -> Vec<String> {
     let outcome = g.on_request_headers(&headers("GET", "/v1/models", &[DEMO]), true);
     let body: Value = serde_json::from_slice(&reply_of(&outcome).body).unwrap();
@@ -48,15 +60,7 @@ fn listed(g: &Gateway) -> Vec<String> {
 #[test]
 fn requests_go_to_the_first_serving_backend_with_its_name_and_credential() {
     let g = failover_gateway();
-    let (_, after) = chat(&g, CHAT);
-    let AfterBody::Forward {
-        edits,
-        new_body,
-        response,
-    } = after
-    else {
-        panic!("{after:?}")
-    };
+    let (edits, new_body, response) = forwarded_chat(&g);
     assert_eq!(set_value(&edits, "x-gateway-backend"), Some("backend-a"));
     assert_eq!(set_value(&edits, "authorization"), None);
     // backend-a has no name of its own for it: the model's upstream_model.
@@ -66,15 +70,7 @@ fn requests_go_to_the_first_serving_backend_with_its_name_and_credential() {
 
     // backend-a is out of service: the same request goes to backend-b.
     assert!(g.serving.set(0, 0, false));
-    let (_, after) = chat(&g, CHAT);
-    let AfterBody::Forward {
-        edits,
-        new_body,
-        response,
-    } = after
-    else {
-        panic!("{after:?}")
-    };
+    let (edits, new_body, response) = forwarded_chat(&g);
     assert_eq!(set_value(&edits, "x-gateway-backend"), Some("backend-b"));
     assert_eq!(
         set_value(&edits, "authorization"),
