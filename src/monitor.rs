@@ -133,6 +133,7 @@ impl Monitor {
     }
 
     /// Whether the probes have the backend in service.
+    #[cfg(test)]
     pub fn is_live(&self, backend: &str) -> bool {
         self.prober
             .index(backend)
