@@ -27,27 +27,23 @@ pub struct GatewayRoot {
     pub counters: Rc<Counters>,
     /// Started by the first request (see the module's documentation).
     monitor: RefCell<Option<Monitor>>,
-    /// Whether any backend has a probe.
-    probed: bool,
     flushed_at_ms: Cell<u64>,
 }
 
 impl GatewayRoot {
     /// The root of a configured gateway.
     pub fn new<H: Host>(host: &H, gateway: Rc<Gateway>) -> Self {
-        let probed = gateway.probes.values().next().is_some();
         GatewayRoot {
             monitor: RefCell::new(None),
-            probed,
             gateway,
             counters: Rc::new(Counters::default()),
-            flushed_at_ms: Cell::new(host.now_ns().map_or(0, |ns| ns / 1_000_000)),
+            flushed_at_ms: Cell::new(now_ms(host).unwrap_or(0)),
         }
     }
 
     /// How often the host should call [`GatewayRoot::on_tick`].
     pub fn tick_period(&self) -> Duration {
-        if self.probed {
+        if self.probed() {
             Duration::from_millis(PROBE_TICK_MS)
         } else {
             Duration::from_millis(FLUSH_EVERY_MS)
@@ -59,7 +55,7 @@ impl GatewayRoot {
     /// between workers.
     pub fn on_request<H: Host>(&self, host: &H) {
         let mut monitor = self.monitor.borrow_mut();
-        if monitor.is_some() || !self.probed {
+        if monitor.is_some() || !self.probed() {
             return;
         }
         let now_ns = host.now_ns().unwrap_or_else(|status| {
@@ -71,7 +67,7 @@ impl GatewayRoot {
 
     /// The timer: probes due, and the counters every [`FLUSH_EVERY_MS`].
     pub fn on_tick<H: Host>(&self, host: &H) {
-        let Some(now_ms) = self.now_ms(host) else {
+        let Some(now_ms) = now_ms(host) else {
             // Without a clock, at least the counters go on.
             self.counters.flush(host);
             return;
@@ -80,7 +76,7 @@ impl GatewayRoot {
             monitor.on_tick(host, now_ms);
         }
         let since = now_ms.abs_diff(self.flushed_at_ms.get());
-        if !self.probed || since >= FLUSH_EVERY_MS {
+        if !self.probed() || since >= FLUSH_EVERY_MS {
             self.counters.flush(host);
             self.flushed_at_ms.set(now_ms);
         }
@@ -88,7 +84,7 @@ impl GatewayRoot {
 
     /// The answer to an HTTP call this root made.
     pub fn on_http_call_response<H: Host>(&self, host: &H, token: u32, body_size: usize) {
-        let now_ms = self.now_ms(host).unwrap_or(self.flushed_at_ms.get());
+        let now_ms = now_ms(host).unwrap_or(self.flushed_at_ms.get());
         if let Some(monitor) = self.monitor.borrow_mut().as_mut() {
             monitor.on_answer(host, token, body_size, now_ms);
         }
@@ -108,7 +104,13 @@ impl GatewayRoot {
             .is_none_or(|m| m.is_live(backend))
     }
 
-    fn now_ms<H: Host>(&self, host: &H) -> Option<u64> {
-        host.now_ns().ok().map(|ns| ns / 1_000_000)
+    /// Whether any backend has a probe.
+    fn probed(&self) -> bool {
+        !self.gateway.probes.is_empty()
     }
+}
+
+/// The host's clock in milliseconds.
+fn now_ms<H: Host>(host: &H) -> Option<u64> {
+    host.now_ns().ok().map(|ns| ns / 1_000_000)
 }
