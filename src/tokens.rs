@@ -150,6 +150,23 @@ mod tests {
         estimate(endpoint, &parse_document(body.as_bytes()).unwrap(), 1000)
     }
 
+    /// The README's worked example ("Usage, limits and budgets").
+    #[test]
+    fn the_readme_example() {
+        let chat = |extra: &str| {
+            let body = format!(
+                r#"{{"model":"m","messages":[{{"role":"user","content":"Say hello"}}]{extra}}}"#
+            );
+            estimate(
+                Endpoint::ChatCompletions,
+                &parse_document(body.as_bytes()).unwrap(),
+                1024,
+            )
+        };
+        assert_eq!(chat(""), 1034);
+        assert_eq!(chat(r#","max_tokens":10"#), 20);
+    }
+
     #[test]
     fn text_estimate() {
         assert_eq!(count_text(""), 0);
