@@ -40,6 +40,25 @@ pub struct PluginConfig {
     /// every replica must share it. Without it, calls by id answer 404.
     #[serde(default)]
     pub id_secret: Option<String>,
+    /// What the exported metrics carry.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Whether counters and histograms carry a `key_id` label (default
+    /// true). Each key multiplies the series Envoy keeps and exports: with
+    /// thousands of keys, set false and keep per-key usage in the access log.
+    pub per_key: bool,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { per_key: true }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -249,6 +268,7 @@ pub struct Gateway {
     pub probes: HashMap<String, ProbeConfig>,
     /// Which backends serve each model now (see [`Serving`]).
     pub serving: Serving,
+    pub metrics: MetricsConfig,
 }
 
 impl Gateway {
@@ -315,6 +335,7 @@ impl TryFrom<PluginConfig> for Gateway {
             token_limits,
             limits,
             id_secret,
+            metrics,
         } = config;
         check_headers(&headers)?;
         let catalog = compile_catalog(models)?;
@@ -342,6 +363,7 @@ impl TryFrom<PluginConfig> for Gateway {
             token_limits,
             limits,
             ids,
+            metrics,
         })
     }
 }

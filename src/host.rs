@@ -59,6 +59,7 @@ pub enum Call {
     DefineMetric,
     IncrementMetric(u32),
     SetGauge(u32),
+    RecordHistogram(u32),
     /// An HTTP call to this cluster.
     Dispatch(String),
     ReadClock,
@@ -104,6 +105,7 @@ impl fmt::Display for HostError {
             Call::DefineMetric => f.write_str("cannot define a metric"),
             Call::IncrementMetric(id) => write!(f, "cannot count metric {id}"),
             Call::SetGauge(id) => write!(f, "cannot set gauge {id}"),
+            Call::RecordHistogram(id) => write!(f, "cannot record in histogram {id}"),
             Call::Dispatch(cluster) => write!(f, "cannot call cluster {cluster}"),
             Call::ReadClock => f.write_str("cannot read the clock"),
             Call::SharedData(key) => write!(f, "cannot use shared data {key}"),
@@ -143,6 +145,11 @@ pub trait Host {
     fn define_gauge(&self, name: &str) -> Result<u32, Status>;
     /// Sets a gauge.
     fn set_gauge(&self, id: u32, value: u64) -> Result<(), Status>;
+    /// Defines a histogram (Envoy computes its buckets and quantiles),
+    /// returning its id.
+    fn define_histogram(&self, name: &str) -> Result<u32, Status>;
+    /// Records one sample in a histogram.
+    fn record(&self, id: u32, value: u64) -> Result<(), Status>;
     /// Sends `GET` (the `headers` name method, path and authority) to an
     /// Envoy cluster, answered later by the root context's call-response
     /// callback with the returned token. Root context only.

@@ -28,6 +28,7 @@ pub mod health;
 pub mod host;
 pub mod ids;
 pub mod json;
+pub mod latency;
 pub mod metrics;
 pub mod model_names;
 pub mod monitor;

@@ -1,8 +1,9 @@
-//! What each finished exchange adds to the gateway's counters. Envoy exports
-//! proxy-wasm metrics at `/stats/prometheus`; the labels (`key_id`, `model`,
-//! `status_class`, `error_code`) are encoded in the stat name as
-//! `.label.value` pairs and turned back into Prometheus labels by the
-//! `stats_tags` of the bootstrap (see envoy/demo.yaml).
+//! What each finished exchange adds to the gateway's counters and
+//! histograms. Envoy exports proxy-wasm metrics at `/stats/prometheus`; the
+//! labels (`key_id`, `model`, `backend`, `status_class`, `error_code`,
+//! `token_type`) are encoded in the stat name as `.label.value` pairs and
+//! turned back into Prometheus labels by the `stats_tags` of the bootstrap
+//! (see envoy/demo.yaml).
 
 use crate::usage::Usage;
 
@@ -14,12 +15,21 @@ pub const BACKEND_LIVE: &str = "backend_live";
 pub const MODEL_SERVING_BACKENDS: &str = "model_serving_backends";
 /// Counter: what the reported usage cost, in micro-units of money.
 pub const SPEND_MICROS: &str = "spend_micros_total";
+/// Histogram: a forwarded request's duration.
+pub const REQUEST_DURATION: &str = "request_duration_milliseconds";
+/// Histogram: a stream's time to its first content event.
+pub const TIME_TO_FIRST_TOKEN: &str = "time_to_first_token_milliseconds";
+/// Histogram: a stream's pace after its first content event.
+pub const TIME_PER_OUTPUT_TOKEN: &str = "time_per_output_token_microseconds";
+/// Histogram: the tokens a request used, by `token_type`.
+pub const TOKEN_USAGE: &str = "token_usage";
 
 /// What a metric counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricType {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// One metric the gateway exports, as `docs/metrics.md` documents it.
@@ -31,6 +41,8 @@ pub struct MetricDoc {
     pub labels: &'static [&'static str],
     pub unit: &'static str,
     pub meaning: &'static str,
+    /// The OpenTelemetry GenAI semantic convention it follows, if any.
+    pub semconv: Option<&'static str>,
 }
 
 /// Every metric the gateway exports: the reference `docs/metrics.md` is
@@ -45,6 +57,7 @@ pub const CATALOG: &[MetricDoc] = &[
         meaning: "Every request the gateway saw, by the status its client received (`2xx`…`5xx`). \
                   `error_code` is OpenAI's `error.code` of the gateway's own errors \
                   (`invalid_api_key`, `model_not_found`, `rate_limit_exceeded`, …) or `none`.",
+        semconv: None,
     },
     MetricDoc {
         name: "prompt_tokens_total",
@@ -52,6 +65,7 @@ pub const CATALOG: &[MetricDoc] = &[
         labels: &["key_id", "model"],
         unit: "tokens",
         meaning: "Prompt tokens the backends reported (`usage.prompt_tokens`, the Responses API's `input_tokens`).",
+        semconv: None,
     },
     MetricDoc {
         name: "completion_tokens_total",
@@ -59,6 +73,7 @@ pub const CATALOG: &[MetricDoc] = &[
         labels: &["key_id", "model"],
         unit: "tokens",
         meaning: "Completion tokens the backends reported (`usage.completion_tokens`, `output_tokens`).",
+        semconv: None,
     },
     MetricDoc {
         name: "cached_tokens_total",
@@ -66,6 +81,7 @@ pub const CATALOG: &[MetricDoc] = &[
         labels: &["key_id", "model"],
         unit: "tokens",
         meaning: "Prompt tokens served from a prompt cache (`prompt_tokens_details.cached_tokens`).",
+        semconv: None,
     },
     MetricDoc {
         name: SPEND_MICROS,
@@ -73,6 +89,7 @@ pub const CATALOG: &[MetricDoc] = &[
         labels: &["key_id", "model"],
         unit: "micro-units of money (1,000,000 = 1.00)",
         meaning: "What the reported usage cost, for models with a `price`, rounded up per request.",
+        semconv: None,
     },
     MetricDoc {
         name: BACKEND_LIVE,
@@ -81,6 +98,7 @@ pub const CATALOG: &[MetricDoc] = &[
         unit: "1 or 0",
         meaning: "1 while the backend is in service, 0 once its health probes took it out. \
                   Only backends with a probe.",
+        semconv: None,
     },
     MetricDoc {
         name: MODEL_SERVING_BACKENDS,
@@ -89,6 +107,47 @@ pub const CATALOG: &[MetricDoc] = &[
         unit: "backends",
         meaning: "How many of the model's backends serve it now (0: it is not listed, and its \
                   requests get a 503). Set while any backend has a probe.",
+        semconv: None,
+    },
+    MetricDoc {
+        name: REQUEST_DURATION,
+        kind: MetricType::Histogram,
+        labels: &["key_id", "model", "backend"],
+        unit: "milliseconds",
+        meaning: "From the request's arrival to the end of its response, for every request a \
+                  backend answered (any status; refusals by the gateway, a limiter or Envoy \
+                  are counted in `requests_total` only).",
+        semconv: Some("gen_ai.server.request.duration"),
+    },
+    MetricDoc {
+        name: TIME_TO_FIRST_TOKEN,
+        kind: MetricType::Histogram,
+        labels: &["key_id", "model", "backend"],
+        unit: "milliseconds",
+        meaning: "Streams: from the request's arrival to the first event carrying generated \
+                  content (a non-empty `content`, `text`, `delta`, reasoning or tool-call \
+                  `arguments`; a role-only first chunk does not count).",
+        semconv: Some("gen_ai.server.time_to_first_token"),
+    },
+    MetricDoc {
+        name: TIME_PER_OUTPUT_TOKEN,
+        kind: MetricType::Histogram,
+        labels: &["key_id", "model", "backend"],
+        unit: "microseconds",
+        meaning: "Streams: from the first to the last chunk carrying content, divided by the \
+                  completion tokens the usage reports less one (the first token is the time \
+                  to first token's). Needs the usage, two chunks apart in time and two tokens.",
+        semconv: Some("gen_ai.server.time_per_output_token"),
+    },
+    MetricDoc {
+        name: TOKEN_USAGE,
+        kind: MetricType::Histogram,
+        labels: &["key_id", "model", "backend", "token_type"],
+        unit: "tokens",
+        meaning: "The tokens one request used, as its usage reports them: `token_type` is \
+                  `input` (prompt), `output` (completion; requests that generated some) or \
+                  `cached` (prompt tokens from a prompt cache; requests with a cache hit).",
+        semconv: Some("gen_ai.client.token.usage"),
     },
 ];
 
@@ -104,18 +163,30 @@ pub fn markdown() -> String {
          Label values are bounded by the configuration (key ids, catalog model \
          ids, backend names; `none` when not known yet) and keep \
          `A-Z a-z 0-9 _ -`: other characters become `_` \
-         (`llama-3.1-8b-instruct` is `llama-3_1-8b-instruct`). Counters are summed \
-         in each worker and handed to Envoy once a second.\n\n\
-         | metric | type | labels | unit | meaning |\n|---|---|---|---|---|\n",
+         (`llama-3.1-8b-instruct` is `llama-3_1-8b-instruct`). With \
+         `metrics.per_key: false` in the plugin configuration, no metric has a \
+         `key_id` label (for large key sets). Counters are summed in each worker \
+         and handed to Envoy once a second. Histograms are recorded in Envoy \
+         (one host call a sample), which computes their buckets (`_bucket`, \
+         `_sum`, `_count`); the bootstrap's `stats_config.histogram_bucket_settings` \
+         sets the buckets (`envoy/demo.yaml` has buckets fit for each).\n\n\
+         Names follow OpenTelemetry's GenAI semantic conventions where one \
+         exists (last column), in Prometheus form: Envoy's histograms hold \
+         integers, so times are in milliseconds (microseconds for the time per \
+         output token) instead of the conventions' seconds, and the unit is in \
+         the name.\n\n\
+         | metric | type | labels | unit | meaning | GenAI convention |\n|---|---|---|---|---|---|\n",
     );
     for m in CATALOG {
         let kind = match m.kind {
             MetricType::Counter => "counter",
             MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
         };
         let labels: Vec<String> = m.labels.iter().map(|l| format!("`{l}`")).collect();
+        let semconv = m.semconv.map_or(String::new(), |c| format!("`{c}`"));
         out.push_str(&format!(
-            "| `{PREFIX}_{}` | {kind} | {} | {} | {} |\n",
+            "| `{PREFIX}_{}` | {kind} | {} | {} | {} | {semconv} |\n",
             m.name,
             labels.join(", "),
             m.unit,
@@ -155,6 +226,8 @@ pub struct Outcome<'a> {
     pub usage: Option<Usage>,
     /// What the usage cost, in micro-units, for a model with prices.
     pub spend: Option<u64>,
+    /// The configuration drops the `key_id` label (`metrics.per_key: false`).
+    pub without_key: bool,
 }
 
 /// What the stat names of an outcome depend on: outcomes with equal keys
@@ -167,6 +240,7 @@ pub struct OutcomeKey {
     error_code: Option<String>,
     with_usage: bool,
     with_spend: bool,
+    without_key: bool,
 }
 
 impl Outcome<'_> {
@@ -178,6 +252,7 @@ impl Outcome<'_> {
             error_code: self.error_code.map(str::to_string),
             with_usage: self.usage.is_some(),
             with_spend: self.spend.is_some(),
+            without_key: self.without_key,
         }
     }
 }
@@ -190,7 +265,7 @@ const TOKEN_COUNTERS: [&str; 3] = [
 
 /// The stat names an outcome increments, in the order of [`amounts`].
 pub fn names(outcome: &Outcome) -> Vec<String> {
-    let key = label(outcome.key_id.unwrap_or_default());
+    let key = key_label(outcome.key_id, outcome.without_key);
     let model = label(outcome.model.unwrap_or_default());
     let class = match outcome.status {
         100..=599 => format!("{}xx", outcome.status / 100),
@@ -198,19 +273,17 @@ pub fn names(outcome: &Outcome) -> Vec<String> {
     };
     let code = label(outcome.error_code.unwrap_or_default());
     let mut out = vec![format!(
-        "{PREFIX}_requests_total.key_id.{key}.model.{model}.status_class.{class}.error_code.{code}"
+        "{PREFIX}_requests_total{key}.model.{model}.status_class.{class}.error_code.{code}"
     )];
     if outcome.usage.is_some() {
         out.extend(
             TOKEN_COUNTERS
                 .iter()
-                .map(|counter| format!("{PREFIX}_{counter}.key_id.{key}.model.{model}")),
+                .map(|counter| format!("{PREFIX}_{counter}{key}.model.{model}")),
         );
     }
     if outcome.spend.is_some() {
-        out.push(format!(
-            "{PREFIX}_{SPEND_MICROS}.key_id.{key}.model.{model}"
-        ));
+        out.push(format!("{PREFIX}_{SPEND_MICROS}{key}.model.{model}"));
     }
     out
 }
@@ -223,6 +296,104 @@ pub fn amounts(outcome: &Outcome) -> impl Iterator<Item = u64> {
     std::iter::once(1)
         .chain(tokens.into_iter().flatten())
         .chain(outcome.spend)
+}
+
+/// The `.key_id.<id>` part of a stat name, or nothing without the label.
+fn key_label(key_id: Option<&str>, without_key: bool) -> String {
+    if without_key {
+        String::new()
+    } else {
+        format!(".key_id.{}", label(key_id.unwrap_or_default()))
+    }
+}
+
+/// One histogram of a [`Subject`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Series {
+    Duration,
+    TimeToFirstToken,
+    TimePerOutputToken,
+    InputTokens,
+    OutputTokens,
+    CachedTokens,
+}
+
+impl Series {
+    /// Every series, in the order of [`histogram_names`].
+    pub const ALL: [Series; 6] = [
+        Series::Duration,
+        Series::TimeToFirstToken,
+        Series::TimePerOutputToken,
+        Series::InputTokens,
+        Series::OutputTokens,
+        Series::CachedTokens,
+    ];
+
+    /// Its place in [`Series::ALL`] and [`histogram_names`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Whose samples these are: the histograms' labels, bounded by the
+/// configuration (a key id, a catalog model, a backend it names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subject<'a> {
+    /// None: no `key_id` label (`metrics.per_key: false`).
+    pub key_id: Option<&'a str>,
+    pub model: &'a str,
+    pub backend: &'a str,
+}
+
+/// The stat names of a subject's histograms, in the order of [`Series::ALL`].
+pub fn histogram_names(subject: &Subject) -> [String; 6] {
+    let labels = format!(
+        "{}.model.{}.backend.{}",
+        key_label(subject.key_id, subject.key_id.is_none()),
+        label(subject.model),
+        label(subject.backend)
+    );
+    let tokens = |kind: &str| format!("{PREFIX}_{TOKEN_USAGE}{labels}.token_type.{kind}");
+    [
+        format!("{PREFIX}_{REQUEST_DURATION}{labels}"),
+        format!("{PREFIX}_{TIME_TO_FIRST_TOKEN}{labels}"),
+        format!("{PREFIX}_{TIME_PER_OUTPUT_TOKEN}{labels}"),
+        tokens("input"),
+        tokens("output"),
+        tokens("cached"),
+    ]
+}
+
+/// The samples one exchange records: its latency, and the tokens its usage
+/// reports (output and cached ones only when there are some: an embedding
+/// has no output, most prompts no cache hit).
+pub fn observations(
+    samples: &crate::latency::Samples,
+    usage: Option<&Usage>,
+) -> Vec<(Series, u64)> {
+    let mut out = vec![(Series::Duration, samples.duration_ms)];
+    out.extend(
+        samples
+            .time_to_first_token_ms
+            .map(|v| (Series::TimeToFirstToken, v)),
+    );
+    out.extend(
+        samples
+            .time_per_output_token_us
+            .map(|v| (Series::TimePerOutputToken, v)),
+    );
+    if let Some(usage) = usage {
+        out.push((Series::InputTokens, usage.prompt_tokens));
+        for (series, value) in [
+            (Series::OutputTokens, usage.completion_tokens),
+            (Series::CachedTokens, usage.cached_tokens),
+        ] {
+            if value > 0 {
+                out.push((series, value));
+            }
+        }
+    }
+    out
 }
 
 /// The counters to increment: (stat name, amount).
@@ -257,6 +428,7 @@ mod tests {
             error_code: None,
             usage: Some(usage),
             spend: Some(4_200),
+            without_key: false,
         });
         assert_eq!(
             got,
@@ -322,10 +494,16 @@ mod tests {
             error_code: None,
             usage: Some(usage),
             spend: Some(1),
+            without_key: false,
         });
+        made.extend(histogram_names(&Subject {
+            key_id: Some("k"),
+            model: "m",
+            backend: "b",
+        }));
         made.push(format!("{PREFIX}_{BACKEND_LIVE}.backend.b"));
         made.push(format!("{PREFIX}_{MODEL_SERVING_BACKENDS}.model.m"));
-        for name in made {
+        for name in &made {
             let rest = name.strip_prefix(&format!("{PREFIX}_")).unwrap();
             let mut parts = rest.split('.');
             let base = parts.next().unwrap();
@@ -337,6 +515,107 @@ mod tests {
             assert_eq!(doc.labels, labels.as_slice(), "{name}");
         }
         assert!(markdown().contains("`openai_gateway_backend_live` | gauge | `backend`"));
+        assert!(markdown().contains(
+            "`openai_gateway_time_to_first_token_milliseconds` | histogram | `key_id`, `model`, `backend`"
+        ));
+        // Every documented metric is made by the code.
+        for doc in CATALOG {
+            let base = format!("{PREFIX}_{}.", doc.name);
+            assert!(made.iter().any(|n| n.starts_with(&base)), "{}", doc.name);
+        }
+    }
+
+    #[test]
+    fn without_the_key_label_no_name_has_one() {
+        let usage = Usage {
+            prompt_tokens: 1,
+            completion_tokens: 1,
+            total_tokens: 2,
+            cached_tokens: 0,
+        };
+        let with = Outcome {
+            key_id: Some("k"),
+            model: Some("m"),
+            status: 200,
+            usage: Some(usage),
+            spend: Some(3),
+            ..Outcome::default()
+        };
+        let without = Outcome {
+            without_key: true,
+            ..with.clone()
+        };
+        assert_ne!(with.key(), without.key());
+        assert!(names(&with).iter().all(|n| n.contains(".key_id.k.")));
+        let names = names(&without);
+        assert_eq!(
+            names.first().map(String::as_str),
+            Some("openai_gateway_requests_total.model.m.status_class.2xx.error_code.none")
+        );
+        assert!(names.iter().all(|n| !n.contains("key_id")), "{names:?}");
+        let histograms = histogram_names(&Subject {
+            key_id: None,
+            model: "m",
+            backend: "b",
+        });
+        assert!(histograms.iter().all(|n| !n.contains("key_id")));
+        assert_eq!(
+            histograms[5],
+            "openai_gateway_token_usage.model.m.backend.b.token_type.cached"
+        );
+    }
+
+    #[test]
+    fn observations_skip_what_is_not_there() {
+        let samples = crate::latency::Samples {
+            duration_ms: 800,
+            time_to_first_token_ms: Some(120),
+            time_per_output_token_us: Some(25_000),
+        };
+        let usage = Usage {
+            prompt_tokens: 12,
+            completion_tokens: 27,
+            total_tokens: 39,
+            cached_tokens: 4,
+        };
+        assert_eq!(
+            observations(&samples, Some(&usage)),
+            vec![
+                (Series::Duration, 800),
+                (Series::TimeToFirstToken, 120),
+                (Series::TimePerOutputToken, 25_000),
+                (Series::InputTokens, 12),
+                (Series::OutputTokens, 27),
+                (Series::CachedTokens, 4),
+            ]
+        );
+        // An embedding: no stream, no output, no cache hit.
+        let embedding = Usage {
+            prompt_tokens: 8,
+            completion_tokens: 0,
+            total_tokens: 8,
+            cached_tokens: 0,
+        };
+        let whole = crate::latency::Samples {
+            duration_ms: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            observations(&whole, Some(&embedding)),
+            vec![(Series::Duration, 3), (Series::InputTokens, 8)]
+        );
+        assert_eq!(observations(&whole, None), vec![(Series::Duration, 3)]);
+        // The order of the names is the order of the series.
+        let names = histogram_names(&Subject {
+            key_id: Some("k"),
+            model: "m",
+            backend: "b",
+        });
+        for series in Series::ALL {
+            assert!(names[series.index()].starts_with("openai_gateway_"));
+        }
+        assert!(names[Series::TimePerOutputToken.index()].contains("time_per_output_token"));
+        assert!(names[Series::OutputTokens.index()].ends_with("token_type.output"));
     }
 
     #[test]

@@ -117,6 +117,14 @@ impl Host for Envoy {
         hostcalls::record_metric(id, value).map_err(status)
     }
 
+    fn define_histogram(&self, name: &str) -> Result<u32, Status> {
+        hostcalls::define_metric(MetricType::Histogram, name).map_err(status)
+    }
+
+    fn record(&self, id: u32, value: u64) -> Result<(), Status> {
+        hostcalls::record_metric(id, value).map_err(status)
+    }
+
     fn dispatch(
         &self,
         cluster: &str,

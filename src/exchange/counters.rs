@@ -5,6 +5,7 @@
 //! and then incremented by id. Increments are sums, so nothing is lost by
 //! adding them later; a scrape sees an exchange at most one tick late.
 
+use super::histograms::Histograms;
 use crate::host::{Call, Host, HostError};
 use crate::metrics;
 use log::warn;
@@ -31,6 +32,8 @@ pub struct Counters {
     by_outcome: RefCell<HashMap<metrics::OutcomeKey, Counted>>,
     /// Backends already reported for answering without believable usage.
     usage_warned: RefCell<std::collections::HashSet<String>>,
+    /// The histograms' ids (their samples go to Envoy as they come).
+    histograms: Histograms,
 }
 
 /// Distinct outcomes remembered at most (key × model × status × code is
@@ -44,6 +47,17 @@ impl Counters {
         let mut warned = self.usage_warned.borrow_mut();
         // Backends come from the configuration: the set stays small.
         !warned.contains(backend) && warned.insert(backend.to_string())
+    }
+
+    /// Records one finished exchange's samples in its histograms (one host
+    /// call a sample).
+    pub fn observe(
+        &self,
+        host: &impl Host,
+        subject: &metrics::Subject,
+        samples: &[(metrics::Series, u64)],
+    ) {
+        self.histograms.record(host, subject, samples);
     }
 
     /// Adds one finished exchange to its counters. Makes no host call, but
@@ -134,6 +148,7 @@ mod tests {
             error_code: None,
             usage,
             spend: None,
+            without_key: false,
         }
     }
 

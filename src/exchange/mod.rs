@@ -8,6 +8,7 @@
 
 mod counters;
 mod edits;
+mod histograms;
 #[cfg(test)]
 pub mod recording;
 mod response;
@@ -22,6 +23,7 @@ use crate::config::Gateway;
 use crate::error::ApiError;
 use crate::headers::Headers;
 use crate::host::{Body, Call, HeaderMap, Host, HostError};
+use crate::latency::{self, Marks};
 use crate::metrics;
 use crate::pipeline::{
     AfterBody, AfterHeaders, AfterResponseHeaders, HeaderEdits, PendingBody, Reply, RequestRecord,
@@ -68,6 +70,9 @@ pub struct Exchange {
     from_backend: bool,
     /// The response body has ended (the client did not leave mid-way).
     response_complete: bool,
+    /// The clock readings of a request that passed the header stage (none
+    /// for refusals: they cost no clock call).
+    marks: Option<Marks>,
 }
 
 /// The filter-state property that publishes an exchange's usage to Envoy's
@@ -108,6 +113,7 @@ impl Exchange {
             usage: None,
             from_backend: false,
             response_complete: false,
+            marks: None,
         }
     }
 
@@ -122,6 +128,15 @@ impl Exchange {
             }
         };
         let outcome = gateway.on_request_headers(&headers, end_of_stream);
+        if matches!(
+            outcome.next,
+            AfterHeaders::ReadBody(_) | AfterHeaders::Route(_)
+        ) {
+            self.marks = self.now_ns(host).map(|arrived_ns| Marks {
+                arrived_ns,
+                ..Marks::default()
+            });
+        }
         self.request = outcome.request;
         self.key_id = outcome.key_id;
         if let AfterHeaders::ReadBody(pending) = outcome.next {
@@ -296,6 +311,11 @@ impl Exchange {
         for usage in adjusted.usage {
             self.record_usage(host, usage);
         }
+        if adjusted.content && self.marks.is_some() {
+            if let (Some(now), Some(marks)) = (self.now_ns(host), self.marks.as_mut()) {
+                marks.content_at(now);
+            }
+        }
         if adjusted.ended_early {
             // The backend ended the stream early: the stream says so, as
             // OpenAI's does, instead of a silent cut.
@@ -326,8 +346,44 @@ impl Exchange {
             error_code: self.error_code,
             usage: self.usage,
             spend: self.spend(),
+            without_key: !gateway.metrics.per_key,
         };
         self.counters.record(host, &outcome);
+        self.observe(host, gateway.metrics.per_key);
+    }
+
+    /// Records the latency and usage of a request a backend answered in the
+    /// histograms of its key, model and backend: one clock read and one
+    /// host call a sample.
+    fn observe(&self, host: &impl Host, per_key: bool) {
+        let plan = &self.request.plan;
+        let (true, Some(marks), Some(model), Some(backend)) = (
+            self.from_backend,
+            self.marks.as_ref(),
+            plan.model.as_deref(),
+            plan.backend.as_deref(),
+        ) else {
+            return;
+        };
+        let Some(end) = self.now_ns(host) else {
+            return;
+        };
+        let usage = billing::believable(self.usage.as_ref());
+        let samples = latency::samples(marks, end, usage.map(|u| u.completion_tokens));
+        let subject = metrics::Subject {
+            key_id: per_key.then(|| self.key_id.as_deref().unwrap_or_default()),
+            model,
+            backend,
+        };
+        self.counters
+            .observe(host, &subject, &metrics::observations(&samples, usage));
+    }
+
+    /// The host's clock; None (said at debug level) when it cannot be read.
+    fn now_ns(&self, host: &impl Host) -> Option<u64> {
+        host.now_ns()
+            .map_err(|status| debug!("[{}] {}", self.id, HostError::new(Call::ReadClock, status)))
+            .ok()
     }
 
     /// What the usage the response reported cost, for a priced model.

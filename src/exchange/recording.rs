@@ -31,6 +31,8 @@ pub struct RecordingHost {
     pub counters: RefCell<Vec<(String, i64)>>,
     /// Gauge names by id, and their values.
     pub gauges: RefCell<Vec<(String, u64)>>,
+    /// Histogram names by id, and the samples recorded.
+    pub histograms: RefCell<Vec<(String, Vec<u64>)>>,
     /// The HTTP calls dispatched: cluster, headers, timeout in ms. A call's
     /// token is its place in this list plus one.
     pub dispatched: RefCell<Vec<(String, Vec<(String, String)>, u64)>>,
@@ -107,6 +109,24 @@ impl RecordingHost {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| *v)
+    }
+
+    /// A histogram's samples, by stat name.
+    pub fn samples(&self, name: &str) -> Option<Vec<u64>> {
+        self.histograms
+            .borrow()
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    /// Every histogram sample recorded: (stat name, value).
+    pub fn all_samples(&self) -> Vec<(String, u64)> {
+        self.histograms
+            .borrow()
+            .iter()
+            .flat_map(|(n, v)| v.iter().map(move |x| (n.clone(), *x)))
+            .collect()
     }
 
     /// A counter's value, by stat name.
@@ -234,6 +254,27 @@ impl Host for RecordingHost {
         self.call("set_gauge")?;
         let mut gauges = self.gauges.borrow_mut();
         gauges.get_mut(id as usize).ok_or(Status::NotFound)?.1 = value;
+        Ok(())
+    }
+
+    fn define_histogram(&self, name: &str) -> Result<u32, Status> {
+        self.call("define_histogram")?;
+        let mut histograms = self.histograms.borrow_mut();
+        if let Some(id) = histograms.iter().position(|(n, _)| n == name) {
+            return Ok(id as u32);
+        }
+        histograms.push((name.to_string(), Vec::new()));
+        Ok((histograms.len() - 1) as u32)
+    }
+
+    fn record(&self, id: u32, value: u64) -> Result<(), Status> {
+        self.call("record")?;
+        let mut histograms = self.histograms.borrow_mut();
+        histograms
+            .get_mut(id as usize)
+            .ok_or(Status::NotFound)?
+            .1
+            .push(value);
         Ok(())
     }
 

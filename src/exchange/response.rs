@@ -5,6 +5,7 @@
 
 use crate::config::Gateway;
 use crate::ids;
+use crate::latency;
 use crate::pipeline::{BodyMode, IdRewrite, ResponsePlan};
 use crate::sse;
 use crate::usage::{self, Usage};
@@ -38,6 +39,9 @@ pub struct Adjusted {
     pub usage: Vec<Usage>,
     /// The stream ended without its `[DONE]`: an error event was added.
     pub ended_early: bool,
+    /// The chunk carried at least one event of generated content (see
+    /// [`crate::latency::carries_content`]).
+    pub content: bool,
 }
 
 impl ResponseBody {
@@ -84,8 +88,12 @@ impl ResponseBody {
         let (events, unparsed) = self.events.push(chunk);
         let mut out = Vec::with_capacity(chunk.len());
         for event in &events {
-            if event.data().is_some_and(|d| d == b"[DONE]") {
+            let data = event.data();
+            if data.as_deref() == Some(b"[DONE]") {
                 self.done_seen = true;
+            }
+            if !adjusted.content {
+                adjusted.content = data.as_deref().is_some_and(latency::carries_content);
             }
             let (kept, usage) = usage::adjust_event(event, plan.hide_usage_chunk);
             adjusted.usage.extend(usage);
@@ -127,6 +135,7 @@ fn adjust_json(body: &[u8], gateway: Option<&Gateway>, plan: &mut ResponsePlan) 
         replacement,
         usage: adjusted.usage.into_iter().collect(),
         ended_early: false,
+        content: false,
     }
 }
 

@@ -84,6 +84,7 @@ fn ok_response_headers(host: &RecordingHost, content_type: &str) {
 #[test]
 fn a_chat_exchange_end_to_end() {
     let host = RecordingHost::default();
+    host.now_ns.set(1_000 * MS);
     let mut ex = exchange();
     chat_request(&host, CHAT);
     host.request_headers
@@ -142,8 +143,34 @@ fn a_chat_exchange_end_to_end() {
     let response_calls = host.counts();
 
     host.reset_calls();
+    host.now_ns.set(1_250 * MS);
     ex.on_log(&host);
-    assert_eq!(host.total_calls(), 0, "counting costs no host call");
+    // Counting costs no host call; the histograms cost the clock and one
+    // call a sample (and their definitions, once).
+    assert_eq!(
+        host.counts(),
+        counts(&[("now_ns", 1), ("define_histogram", 3), ("record", 3)])
+    );
+    let labels = ".key_id.demo.model.llama-3_1-8b-instruct.backend.backend-a";
+    assert_eq!(
+        host.all_samples(),
+        vec![
+            (
+                format!("openai_gateway_request_duration_milliseconds{labels}"),
+                250
+            ),
+            (
+                format!("openai_gateway_token_usage{labels}.token_type.input"),
+                12
+            ),
+            (
+                format!("openai_gateway_token_usage{labels}.token_type.output"),
+                3
+            ),
+        ],
+        "a whole answer has no time to first token"
+    );
+    host.reset_calls();
     ex.counters.flush(&host);
     assert_eq!(
         host.counter("openai_gateway_requests_total.key_id.demo.model.llama-3_1-8b-instruct.status_class.2xx.error_code.none"),
@@ -171,6 +198,7 @@ fn a_chat_exchange_end_to_end() {
         request_calls,
         counts(&[
             ("headers", 1),
+            ("now_ns", 1),
             ("body", 1),
             ("set_body", 1),
             ("remove_header", 1),
@@ -195,6 +223,138 @@ fn a_chat_exchange_end_to_end() {
         host.counts(),
         counts(&[("define_counter", 4), ("increment", 3)])
     );
+}
+
+const MS: u64 = 1_000_000;
+
+/// The calls an exchange made, less the clock and the histograms'.
+fn without_histograms(host: &RecordingHost) -> BTreeMap<&'static str, usize> {
+    let mut calls = host.counts();
+    for name in ["now_ns", "define_histogram", "record"] {
+        calls.remove(name);
+    }
+    calls
+}
+
+/// A stream whose events arrive one a chunk, at known times: the
+/// histograms get its time to first token and its pace.
+#[test]
+fn a_stream_records_its_latency_from_the_clock() {
+    let body = r#"{"model":"llama-3.1-8b-instruct","messages":[{"role":"user","content":"Count."}],"stream":true}"#;
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    host.now_ns.set(10_000 * MS);
+    chat_request(&host, body);
+    ex.on_request_headers(&host, false);
+    host.now_ns.set(10_002 * MS);
+    deliver_request_body(&mut ex, &host, body.as_bytes(), 1);
+    ok_response_headers(&host, "text/event-stream");
+    host.now_ns.set(10_400 * MS);
+    ex.on_response_headers(&host);
+    // A role-only first chunk is not content: it leaves no mark.
+    let role = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n";
+    deliver_response_body(&mut ex, &host, &[role.as_bytes()]);
+    host.reset_calls();
+    // Twenty content events: the first at 10,500 ms, then one every 50 ms.
+    let stream = stream_events(true);
+    let text = std::str::from_utf8(&stream).unwrap();
+    let events: Vec<&str> = text.split_inclusive("\n\n").collect();
+    for (i, event) in events.iter().enumerate() {
+        let at = 10_500 + 50 * (i.min(19) as u64);
+        host.now_ns.set(at * MS + 123);
+        let last = i + 1 == events.len();
+        host.response_body
+            .borrow_mut()
+            .extend_from_slice(event.as_bytes());
+        let size = host.response_body.borrow().len();
+        ex.on_response_body(&host, size, last);
+        host.response_body.borrow_mut().clear();
+    }
+    // One clock read a chunk with content, none for the usage and [DONE].
+    assert_eq!(host.counts().get("now_ns"), Some(&20));
+    host.reset_calls();
+    host.now_ns.set(11_600 * MS);
+    ex.on_log(&host);
+    let labels = ".key_id.demo.model.llama-3_1-8b-instruct.backend.backend-a";
+    let sample = |name: &str| host.samples(&format!("openai_gateway_{name}{labels}"));
+    assert_eq!(sample("request_duration_milliseconds"), Some(vec![1_600]));
+    assert_eq!(sample("time_to_first_token_milliseconds"), Some(vec![500]));
+    // 19 gaps of 50 ms over the 19 tokens after the first.
+    assert_eq!(
+        sample("time_per_output_token_microseconds"),
+        Some(vec![50_000])
+    );
+    assert_eq!(
+        host.samples(&format!(
+            "openai_gateway_token_usage{labels}.token_type.output"
+        )),
+        Some(vec![20])
+    );
+}
+
+/// Only requests a backend answered are timed: a refusal reads no clock, a
+/// limiter's 429 and Envoy's own 503 record nothing.
+#[test]
+fn refusals_and_local_replies_are_not_timed() {
+    let host = RecordingHost::default();
+    let mut ex = exchange();
+    chat_request(&host, CHAT);
+    host.request_headers.borrow_mut()[3].1 = b"Bearer sk-wrong".to_vec();
+    ex.on_request_headers(&host, false);
+    deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
+    ex.on_log(&host);
+    assert_eq!(host.counts().get("now_ns"), None);
+    assert!(host.all_samples().is_empty());
+
+    for (status, details) in [
+        ("429", "local_rate_limited"),
+        (
+            "503",
+            "upstream_reset_before_response_started{connection_failure}",
+        ),
+    ] {
+        let mut ex = exchange();
+        let (host, _) = settled(&mut ex, status, details, "");
+        assert!(host.all_samples().is_empty(), "{status}");
+    }
+    // The backend's own error is timed (its latency is the backend's).
+    let mut ex = exchange();
+    let (host, _) = settled(
+        &mut ex,
+        "500",
+        "via_upstream",
+        r#"{"error":{"message":"x"}}"#,
+    );
+    let names: Vec<String> = host.all_samples().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("openai_gateway_request_duration_milliseconds."));
+}
+
+/// `metrics.per_key: false`: no metric names a key.
+#[test]
+fn the_key_label_can_be_dropped() {
+    let mut config = crate::test_support::sample();
+    config["metrics"] = serde_json::json!({"per_key": false});
+    let gateway = crate::test_support::compile(&config).unwrap();
+    let mut ex = Exchange::new(7, Some(Rc::new(gateway)), Rc::new(Counters::default()));
+    let (host, _) = settled(&mut ex, "200", "", CHAT_RESPONSE);
+    ex.counters.flush(&host);
+    let samples = host.all_samples();
+    assert!(!samples.is_empty());
+    assert!(
+        samples.iter().all(|(n, _)| !n.contains("key_id")),
+        "{samples:?}"
+    );
+    let counters = host.counters.borrow();
+    assert!(!counters.is_empty());
+    assert!(
+        counters.iter().all(|(n, _)| !n.contains("key_id")),
+        "{counters:?}"
+    );
+    // An unknown field is refused, naming it.
+    config["metrics"] = serde_json::json!({"per_key": false, "per_model": false});
+    let error = crate::test_support::compile(&config).unwrap_err();
+    assert!(error.to_string().contains("per_model"), "{error}");
 }
 
 /// Twenty content events, the usage chunk the gateway asked for, `[DONE]`.
@@ -571,8 +731,8 @@ fn whole_exchange(counters: &Rc<Counters>, kind: &str) -> usize {
 fn host_call_budgets() {
     let counters = Rc::new(Counters::default());
     let budgets = [
-        ("chat 1 KB", 21),
-        ("streamed chat, 20 events", 62),
+        ("chat 1 KB", 26),
+        ("streamed chat, 20 events", 88),
         ("rejected: bad key", 2),
         ("GET /v1/models", 5),
     ];
@@ -644,7 +804,7 @@ fn completed_exchanges_owe_the_tokens_limit_what_the_settlement_mode_says() {
     assert_eq!(due.as_deref(), Some("14"));
     assert_eq!(ex.request.plan.token_cost, 1);
     assert_eq!(
-        host.counts(),
+        without_histograms(&host),
         counts(&[("set_property", 1)]),
         "one host call"
     );
@@ -690,7 +850,7 @@ fn completed_exchanges_owe_the_tokens_limit_what_the_settlement_mode_says() {
     // reserve: nothing to publish, no host call.
     let (host, due) = settled(&mut exchange(), "200", "", CHAT_RESPONSE);
     assert_eq!(due, None);
-    assert_eq!(host.total_calls(), 0);
+    assert!(without_histograms(&host).is_empty());
     // A request the gateway refused itself never met the limiters: nothing.
     let mut ex = settling_exchange("settle");
     let host = RecordingHost::default();
