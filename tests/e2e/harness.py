@@ -358,6 +358,8 @@ TEST_KEYS = {
     "sk-test-metrics": {"id": "test-metrics"},
     # 100 tokens per minute in the rate-limit service (settlement).
     "sk-test-settle": {"id": "test-settle"},
+    # Used only by the histogram tests, so its histograms start empty.
+    "sk-test-latency": {"id": "test-latency"},
 }
 # Extra local buckets for the test keys: (limiter stat_prefix, key id, bucket).
 TEST_BUCKETS = [
