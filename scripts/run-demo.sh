@@ -48,6 +48,13 @@ Demo API key: sk-demo
     -H 'Authorization: Bearer sk-demo' -H 'Content-Type: application/json' \
     -d '{"model": "llama-3.1-8b-instruct", "messages": [{"role": "user", "content": "Hello"}]}'
 
+Metrics (Prometheus text: requests, errors, latency and time-to-first-token
+histograms, tokens, backends, spend; reference in docs/metrics.md):
+
+  curl -s http://127.0.0.1:9901/stats/prometheus | grep '^openai_gateway'
+
+Grafana dashboard to import: examples/grafana/openai-gateway.json
+
 Stop a backend and watch its models leave the list (see the README):
 
   pkill -f -- '--name backend-a'
