@@ -338,9 +338,21 @@ impl TryFrom<PluginConfig> for Gateway {
             metrics,
         } = config;
         check_headers(&headers)?;
+        // The backends named by `models[].backends` lists (even of one),
+        // which must be declared.
+        let listed: Vec<(usize, usize, String)> = models
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| {
+                m.backends
+                    .iter()
+                    .enumerate()
+                    .map(move |(j, b)| (i, j, b.name.clone()))
+            })
+            .collect();
         let catalog = compile_catalog(models)?;
         let keys = compile_keys(api_keys, &catalog)?;
-        let (backend_credentials, probes) = compile_backends(backends, &catalog)?;
+        let (backend_credentials, probes) = compile_backends(backends, &catalog, &listed)?;
         check_settings(id_secret.as_deref(), &limits, doc_url.as_deref())?;
         // HMAC takes keys of any length: this never fails.
         let Ok(ids) = id_secret
@@ -568,26 +580,20 @@ type BackendSettings = (HashMap<String, String>, HashMap<String, ProbeConfig>);
 fn compile_backends(
     configs: Vec<BackendConfig>,
     catalog: &Catalog,
+    listed: &[(usize, usize, String)],
 ) -> Result<BackendSettings, ConfigError> {
     let used_backends: HashSet<&str> = catalog
         .models()
         .flat_map(|(_, m)| m.routes())
         .map(|r| r.backend.as_str())
         .collect();
-    for (i, model) in catalog.models() {
-        if model.fallbacks.is_empty() {
-            continue;
-        }
-        if let Some((j, route)) = model
-            .routes()
-            .enumerate()
-            .find(|(_, r)| !configs.iter().any(|b| b.name == r.backend))
-        {
-            return Err(ConfigError(format!(
-                "models[{i}].backends[{j}].name: backend `{}` is not in `backends`: a model's list of backends may only name declared ones",
-                route.backend
-            )));
-        }
+    if let Some((i, j, name)) = listed
+        .iter()
+        .find(|(_, _, name)| !configs.iter().any(|b| &b.name == name))
+    {
+        return Err(ConfigError(format!(
+            "models[{i}].backends[{j}].name: backend `{name}` is not in `backends`: a model's list of backends may only name declared ones"
+        )));
     }
     let mut backend_credentials = HashMap::new();
     let mut probes = HashMap::new();

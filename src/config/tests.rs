@@ -49,6 +49,8 @@ fn invalid_configurations_are_refused_with_the_field_named() {
         (|c| c["models"][1]["id"] = json!(""), "models[1].id"),
         (|c| c["backends"].as_array_mut().unwrap().push(json!({"name": "backend-z"})), "backends[2].name: no model uses backend `backend-z`"),
         (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "backend-a"}, {"name": "backend-q"}]) }, "models[1].backends[1].name: backend `backend-q` is not in `backends`"),
+        // A list of one is a list: its backend must be declared too.
+        (|c| { c["models"][1].as_object_mut().unwrap().remove("backend"); c["models"][1]["backends"] = json!([{"name": "backend-q"}]) }, "models[1].backends[0].name: backend `backend-q` is not in `backends`"),
         (|c| c["backends"][0]["probe"] = json!({"path": "/health", "interval_ms": 0}), "backends[0].probe.interval_ms: must be between 100 and 3600000 (got 0)"),
         (|c| c["backends"][0]["probe"] = json!({"path": "/health", "interval_ms": -5}), "invalid value"),
         (|c| c["backends"][0]["probe"] = json!({"path": "/health", "interval_ms": 1_000_000_000_000u64}), "backends[0].probe.interval_ms: must be between"),
