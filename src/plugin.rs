@@ -25,13 +25,10 @@ impl std::fmt::Display for PluginError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PluginError::Gateway(e) => {
-                write!(f, "invalid plugin configuration, refusing to start: {e}")
+                write!(f, "invalid plugin configuration, not loaded: {e}")
             }
             PluginError::Charger(e) => {
-                write!(
-                    f,
-                    "invalid token charger configuration, refusing to start: {e}"
-                )
+                write!(f, "invalid token charger configuration, not loaded: {e}")
             }
         }
     }

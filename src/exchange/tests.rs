@@ -660,14 +660,14 @@ fn plugin_configurations_are_told_apart_and_checked() {
     ));
     let err = configure(br#"{"api_keys": []}"#).unwrap_err().to_string();
     assert!(
-        err.starts_with("invalid plugin configuration, refusing to start: "),
+        err.starts_with("invalid plugin configuration, not loaded: "),
         "{err}"
     );
     let err = configure(br#"{"token_charger": {}}"#)
         .unwrap_err()
         .to_string();
     assert!(
-        err.starts_with("invalid token charger configuration, refusing to start: "),
+        err.starts_with("invalid token charger configuration, not loaded: "),
         "{err}"
     );
 }
