@@ -9,10 +9,17 @@ PY := $(VENV)/bin/python
 WASM := target/wasm32-wasip1/release/openai_gateway.wasm
 FILTER_BUILD := target/wasm32-wasip1/release/openai_gateway_filter.wasm
 
-.PHONY: run test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench bench-floors bench-ab bench-peers bench-micro soak fuzz clean
+.PHONY: run run-ecds test setup build wasm tools unit lint e2e docs examples sdk-snapshot bench bench-floors bench-ab bench-peers bench-micro soak fuzz clean
 
 run: build
 	scripts/run-demo.sh
+
+# The demo with the gateway's configuration read from a watched file (Envoy's
+# extension config discovery): change it while it serves with
+# scripts/ecds.py apply (README: "Changing the configuration").
+run-ecds: build
+	$(PY) scripts/ecds.py init envoy/demo.yaml run/ecds/openai_gateway.yaml
+	CONFIG=envoy/ecds.yaml scripts/run-demo.sh
 
 test: build unit lint e2e
 
@@ -20,9 +27,11 @@ test: build unit lint e2e
 setup: $(VENV)/.installed
 	@rustup target list --installed | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
 # wasm-opt (binaryen) shrinks the filter; chromium is the browser of the CORS
-# test (tests/e2e/test_browser_cors.py).
+# test (tests/e2e/test_browser_cors.py); wrk is the steady load of the
+# runtime-configuration test (tests/e2e/test_runtime_config.py) and of make bench.
 	@command -v wasm-opt >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen)
 	@command -v chromium >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium)
+	@command -v wrk >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk)
 
 $(VENV)/.installed: tests/requirements.txt
 	python3 -m venv $(VENV)

@@ -60,8 +60,19 @@ Stop a backend and watch its models leave the list (see the README):
   pkill -f -- '--name backend-a'
   target/tools/mock-backend --name backend-a --listen 127.0.0.1:10001 &
 
-Press Ctrl-C to stop.
 MSG
+if [ "$CONFIG" = envoy/ecds.yaml ]; then
+  cat <<'MSG'
+The gateway's configuration comes from run/ecds/openai_gateway.yaml (extension
+config discovery). Change it while it serves:
+
+  .venv/bin/python scripts/ecds.py show > plugin.json   # edit plugin.json, then
+  .venv/bin/python scripts/ecds.py apply plugin.json
+  curl -s http://127.0.0.1:9901/stats?filter=extension_config_discovery
+
+MSG
+fi
+echo "Press Ctrl-C to stop."
 # Backends may be stopped and started again during the demo: only Envoy's
 # exit ends it.
 wait "$envoy"
