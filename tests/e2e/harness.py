@@ -23,12 +23,16 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import sys
+
 import yaml
 from openai import OpenAI
 
 import secrets_audit
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts"))
+import ecds  # noqa: E402  (scripts/ecds.py: the ECDS file's shape and writes)
 WASM = ROOT / "target/wasm32-wasip1/release/openai_gateway.wasm"
 MOCK = ROOT / "target/tools/mock-backend"
 DEMO_CONFIG = ROOT / "envoy/demo.yaml"
@@ -205,6 +209,9 @@ class Gateway:
     config_path: Path
     tmp: tempfile.TemporaryDirectory = field(repr=False)
     owns_backends: bool = True
+    # The watched extension config file, when the filter comes from ECDS.
+    ecds_path: Path | None = None
+    ecds_name: str = ecds.FILTER_NAME
 
     @property
     def base_url(self) -> str:
@@ -224,6 +231,16 @@ class Gateway:
     def access_log(self) -> str:
         path = self.log_path.parent / "access.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def ecds_stats(self) -> dict[str, str]:
+        """Envoy's extension config discovery stats of the gateway filter, by
+        their last name part (update_success, update_rejected, version_text…)."""
+        prefix = f"extension_config_discovery.http_filter.{self.ecds_name}."
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats?filter=extension_config_discovery",
+                                    timeout=5) as r:
+            text = r.read().decode()
+        return {line.split(": ", 1)[0][len(prefix):]: line.split(": ", 1)[1].strip().strip('"')
+                for line in text.splitlines() if line.startswith(prefix) and ": " in line}
 
     def stop(self) -> None:
         stop(self.proc)
@@ -427,7 +444,9 @@ def test_overlay(bootstrap: dict, dead_port: int) -> dict:
 def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "backend-b"),
                   extra_ports: dict[str, int] | None = None, shared_backends: dict | None = None,
                   component_log_level: str | None = None, audited: bool = True,
-                  backend_args: dict[str, tuple[str, ...]] | None = None) -> Gateway:
+                  backend_args: dict[str, tuple[str, ...]] | None = None,
+                  ecds_name: str | None = None, extension: dict | None = None,
+                  twin_clusters: dict[str, str] | None = None) -> Gateway:
     """Envoy with `bootstrap` (default: the demo's) plus the test overlay.
     `extra_ports` maps further cluster names (e.g. `ratelimit`) to ports;
     `shared_backends` puts this Envoy in front of another gateway's backends
@@ -435,7 +454,12 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
     `component_log_level` is Envoy's `--component-log-level` (default: the
     filter at WASM_LOG_LEVEL). The logs of an `audited` gateway stay until the
     end of the session, for the secrets audit (conftest.py). `backend_args`
-    maps backend names to more mock-backend flags."""
+    maps backend names to more mock-backend flags. With `ecds_name`, the
+    gateway filter is read from a watched file (scripts/ecds.py `to_ecds`, as
+    envoy/ecds.yaml), under that resource name; `extension` replaces the
+    file's Wasm filter configuration (for example one from an Istio manifest).
+    `twin_clusters` maps further cluster names to the backend whose port they
+    share."""
     owned = shared_backends is None
     backend_args = backend_args or {}
     backends = ({name: start_backend(name, backend_args.get(name, ())) for name in backend_names}
@@ -445,6 +469,7 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
         ports = {name: b.port for name, b in backends.items()}
         ports[DEAD_BACKEND] = free_port()  # nothing listens there
         ports.update(extra_ports or {})
+        ports.update({cluster: ports[backend] for cluster, backend in (twin_clusters or {}).items()})
         listen_port, admin_port = free_port(), free_port()
         source = test_overlay(bootstrap if bootstrap is not None else demo_bootstrap(), ports[DEAD_BACKEND])
         config = localize(source, listen_port, admin_port, ports)
@@ -453,6 +478,15 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
         if audited:
             secrets_audit.add_server_secrets(server_secrets(config))
         log_access_to(config, log_dir / "access.log")
+        ecds_path = None
+        if ecds_name:
+            ecds_dir = Path(tmp.name) / "ecds"
+            ecds_dir.mkdir()
+            ecds_path = ecds_dir / "openai_gateway.yaml"
+            config, response = ecds.to_ecds(config, str(ecds_path), str(ecds_dir), ecds_name)
+            if extension is not None:
+                response = ecds.discovery_response(extension, "initial", ecds_name)
+            ecds.write_atomically(ecds_path, response)
         config_path = Path(tmp.name) / "envoy.yaml"
         config_path.write_text(yaml.safe_dump(config))
         log_path = log_dir / "envoy.log"
@@ -465,7 +499,8 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        gateway = Gateway(listen_port, admin_port, backends, proc, log_path, config_path, tmp, owns_backends=owned)
+        gateway = Gateway(listen_port, admin_port, backends, proc, log_path, config_path, tmp, owns_backends=owned,
+                          ecds_path=ecds_path, ecds_name=ecds_name or ecds.FILTER_NAME)
 
         def ready() -> bool:
             if proc.poll() is not None:

@@ -78,6 +78,24 @@ def istio_docs():
     return docs
 
 
+def istio_envoyfilter(file: str = "envoyfilter.yaml") -> dict:
+    """The EnvoyFilter of one manifest: the inline one, or the one whose
+    gateway filter comes by ECDS (envoyfilter-ecds.yaml)."""
+    (envoyfilter,) = [d for name, d in istio_docs() if name == file and d["kind"] == "EnvoyFilter"]
+    return envoyfilter
+
+
+def istio_gateway_filter(file: str) -> dict:
+    """The gateway's Wasm filter configuration in a manifest: inline in its
+    HTTP_FILTER patch, or its EXTENSION_CONFIG."""
+    for p in istio_envoyfilter(file)["spec"]["configPatches"]:
+        value = p["patch"]["value"]
+        if p["applyTo"] in ("HTTP_FILTER", "EXTENSION_CONFIG") and "typed_config" in value \
+                and value["typed_config"].get("config", {}).get("root_id") == "openai_gateway":
+            return value
+    raise AssertionError(f"no gateway filter in {file}")
+
+
 REQUIRED = {
     "Namespace": [],
     "ConfigMap": ["data"],
@@ -108,13 +126,12 @@ def test_kubernetes_manifests_carry_what_their_kinds_require(source, doc):
             assert container["name"] and container["image"]
     if doc["kind"] == "EnvoyFilter":
         for patch in doc["spec"]["configPatches"]:
-            assert patch["applyTo"] in {"HTTP_FILTER", "VIRTUAL_HOST", "HTTP_ROUTE", "CLUSTER"}
+            assert patch["applyTo"] in {"HTTP_FILTER", "EXTENSION_CONFIG", "VIRTUAL_HOST", "HTTP_ROUTE", "CLUSTER"}
             assert patch["patch"]["operation"] in {"INSERT_BEFORE", "MERGE", "ADD"}
 
 
 def test_a_bootstrap_assembled_from_the_envoyfilter_loads_with_the_filter(tmp_path):
-    (envoyfilter,) = [d for name, d in istio_docs() if d["kind"] == "EnvoyFilter"]
-    patches = envoyfilter["spec"]["configPatches"]
+    patches = istio_envoyfilter()["spec"]["configPatches"]
     filters = [p["patch"]["value"] for p in patches if p["applyTo"] == "HTTP_FILTER"]
     assert [f["name"] for f in filters] == ["envoy.filters.http.wasm", "envoy.filters.http.ratelimit",
                                             "envoy.filters.http.ratelimit", "envoy.filters.http.ratelimit"]
@@ -146,14 +163,36 @@ def test_istio_probes_call_the_clusters_istio_makes_for_the_virtualservice_desti
         backend = route["match"][0]["headers"]["x-gateway-backend"]["exact"]
         dest = route["route"][0]["destination"]
         destinations[backend] = (f"outbound|{dest['port']['number']}||{dest['host']}", dest["host"])
-    (envoyfilter,) = [d for _, d in istio_docs() if d["kind"] == "EnvoyFilter"]
-    wasm = next(p["patch"]["value"] for p in envoyfilter["spec"]["configPatches"]
-                if p["applyTo"] == "HTTP_FILTER" and p["patch"]["value"]["typed_config"]["config"]["root_id"] == "openai_gateway")
-    plugin = json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
-    probed = [b for b in plugin["backends"] if "probe" in b]
-    assert probed
-    for backend in probed:
-        assert (backend["probe"]["cluster"], backend["probe"]["authority"]) == destinations[backend["name"]]
+    for file in ("envoyfilter.yaml", "envoyfilter-ecds.yaml"):
+        wasm = istio_gateway_filter(file)
+        plugin = json.loads(wasm["typed_config"]["config"]["configuration"]["value"])
+        probed = [b for b in plugin["backends"] if "probe" in b]
+        assert probed
+        for backend in probed:
+            assert (backend["probe"]["cluster"], backend["probe"]["authority"]) == destinations[backend["name"]]
+
+
+def test_the_ecds_envoyfilter_is_the_inline_one_with_the_gateway_discovered():
+    """Same patches, same order; the gateway's HTTP filter asks for the
+    EXTENSION_CONFIG by name (over Istio's ADS, waiting for it), and that
+    extension is the inline filter's configuration, flag included."""
+    inline = istio_envoyfilter()["spec"]["configPatches"]
+    discovered = istio_envoyfilter("envoyfilter-ecds.yaml")["spec"]["configPatches"]
+    (extension,) = [p for p in discovered if p["applyTo"] == "EXTENSION_CONFIG"]
+    assert extension["patch"]["operation"] == "ADD"  # the only operation Istio applies to it
+    rest = [p for p in discovered if p["applyTo"] != "EXTENSION_CONFIG"]
+    assert len(rest) == len(inline)
+    for mine, theirs in zip(rest, inline):
+        value = mine["patch"]["value"]
+        if "config_discovery" in value:
+            assert value["name"] == extension["patch"]["value"]["name"]
+            assert value["config_discovery"] == {
+                "config_source": {"ads": {}, "initial_fetch_timeout": "0s"},
+                "type_urls": ["type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"]}
+            assert extension["patch"]["value"]["typed_config"] == theirs["patch"]["value"]["typed_config"]
+            assert extension["patch"]["value"]["typed_config"]["config"]["allow_on_headers_stop_iteration"] is True
+        else:
+            assert mine == theirs
 
 
 def test_the_istio_ratelimit_configmap_is_the_shipped_limits():
