@@ -169,7 +169,11 @@ pub fn markdown() -> String {
          and handed to Envoy once a second. Histograms are recorded in Envoy \
          (one host call a sample), which computes their buckets (`_bucket`, \
          `_sum`, `_count`); the bootstrap's `stats_config.histogram_bucket_settings` \
-         sets the buckets (`envoy/demo.yaml` has buckets fit for each).\n\n\
+         sets the buckets (`envoy/demo.yaml` has buckets fit for each). Envoy merges \
+         its workers' histograms at each stats flush (`stats_flush_interval`, 5 s by \
+         default) and keeps about two significant digits a sample: bucket counts \
+         and `_count` are exact, `_sum` is close (the counters are the exact \
+         token totals).\n\n\
          Names follow OpenTelemetry's GenAI semantic conventions where one \
          exists (last column), in Prometheus form: Envoy's histograms hold \
          integers, so times are in milliseconds (microseconds for the time per \
