@@ -9,8 +9,9 @@ and routed; the load sees no failure and no request routed by the old
 configuration once the new one is in; streams that started before the change
 complete; an issued id still resolves. Invalid configurations are refused by
 the filter, Envoy keeps the previous one (its update_rejected stat says so)
-and the log says what was wrong. The Istio manifest's extension config
-serves traffic through the same discovery."""
+and the log says what was wrong. Probes and request limits change as keys
+and models do. The Istio manifest's extension config serves traffic through
+the same discovery."""
 
 from __future__ import annotations
 
@@ -269,6 +270,39 @@ def test_keys_models_and_routes_change_under_load_without_a_failed_request(ecds_
     assert long_stream.get("result") == "complete", long_stream
     print(f"new key served {works_after * 1000:.0f} ms after the write; wrk {total} requests, "
           f"SDK {len(load.results)} chats and {len(load.streams)} streams, all 200")
+
+
+def test_probes_and_request_limits_change_too(ecds_gateway):
+    """A probe that now fails takes its backend's models out of the list, and
+    back when it is restored; a lower `limits.max_request_bytes` refuses a
+    body the previous configuration took."""
+    gw = ecds_gateway
+    if not hasattr(gw, "good"):  # run alone
+        apply_good(gw, current(gw))
+    good = gw.good
+    client = sdk(gw)
+    coder = "qwen2.5-coder-7b-instruct"  # served by backend-a only
+    assert coder in [m.id for m in client.models.list()]
+    failing = copy.deepcopy(good)
+    for b in failing["backends"]:
+        if b["name"] == "backend-a":
+            b["probe"] = {"path": "/no-such-health-path", "interval_ms": 200, "timeout_ms": 100}
+    apply_good(gw, failing)
+    client.chat.completions.create(model=LLAMA, messages=HI)  # a served request starts the probes
+    wait_until(lambda: coder not in [m.id for m in client.models.list()], 10, "backend-a out of the list")
+    wait_until(lambda: "backend `backend-a`: out of service" in gw.log(), 5, "the change logged")
+    apply_good(gw, good)
+    client.chat.completions.create(model=LLAMA, messages=HI)
+    wait_until(lambda: coder in [m.id for m in client.models.list()], 10, "backend-a back in the list")
+
+    big = "word " * 2000  # a 10 KB body
+    assert client.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": big}]).choices
+    apply_good(gw, dict(good, limits={"max_request_bytes": 4096}))
+    with pytest.raises(openai.APIStatusError) as refused:
+        client.chat.completions.create(model=LLAMA, messages=[{"role": "user", "content": big}])
+    assert refused.value.status_code == 413
+    assert client.chat.completions.create(model=LLAMA, messages=HI).choices
+    apply_good(gw, good)
 
 
 # (what is written, the log's words, the stat that counts it)
