@@ -165,7 +165,8 @@ pub fn markdown() -> String {
          `A-Z a-z 0-9 _ -`: other characters become `_` \
          (`llama-3.1-8b-instruct` is `llama-3_1-8b-instruct`). With \
          `metrics.per_key: false` in the plugin configuration, no metric has a \
-         `key_id` label (for large key sets). Counters are summed in each worker \
+         `key_id` label (for large key sets); with `metrics.histograms: false`, \
+         requests record no histogram (saving their calls into Envoy). Counters are summed in each worker \
          and handed to Envoy once a second. Histograms are recorded in Envoy \
          (one host call a sample), which computes their buckets (`_bucket`, \
          `_sum`, `_count`); the bootstrap's `stats_config.histogram_bucket_settings` \

@@ -128,10 +128,11 @@ impl Exchange {
             }
         };
         let outcome = gateway.on_request_headers(&headers, end_of_stream);
-        if matches!(
+        let timed = matches!(
             outcome.next,
             AfterHeaders::ReadBody(_) | AfterHeaders::Route(_)
-        ) {
+        );
+        if timed && gateway.metrics.histograms {
             self.marks = self.now_ns(host).map(|arrived_ns| Marks {
                 arrived_ns,
                 ..Marks::default()

@@ -330,6 +330,32 @@ fn refusals_and_local_replies_are_not_timed() {
     assert!(names[0].starts_with("openai_gateway_request_duration_milliseconds."));
 }
 
+/// `metrics.histograms: false`: no clock read, no sample; the counters stay.
+#[test]
+fn the_histograms_can_be_turned_off() {
+    let mut config = crate::test_support::sample();
+    config["metrics"] = serde_json::json!({"histograms": false});
+    let gateway = crate::test_support::compile(&config).unwrap();
+    let mut ex = Exchange::new(7, Some(Rc::new(gateway)), Rc::new(Counters::default()));
+    let host = RecordingHost::default();
+    chat_request(&host, CHAT);
+    ex.on_request_headers(&host, false);
+    deliver_request_body(&mut ex, &host, CHAT.as_bytes(), 1);
+    ok_response_headers(&host, "application/json");
+    ex.on_response_headers(&host);
+    deliver_response_body(&mut ex, &host, &[CHAT_RESPONSE.as_bytes()]);
+    ex.on_log(&host);
+    assert!(host.all_samples().is_empty());
+    assert_eq!(host.counts().get("now_ns"), None, "{:?}", host.counts());
+    assert_eq!(host.total_calls(), 21, "the budget before the histograms");
+    ex.counters.flush(&host);
+    assert!(host
+        .counters
+        .borrow()
+        .iter()
+        .any(|(n, v)| n.starts_with("openai_gateway_prompt_tokens_total.") && *v == 12));
+}
+
 /// `metrics.per_key: false`: no metric names a key.
 #[test]
 fn the_key_label_can_be_dropped() {
