@@ -113,7 +113,8 @@ def test_a_whole_answer_records_a_duration_and_no_time_to_first_token(gateway):
     text = scrape(gateway)
     duration = buckets(text, "openai_gateway_request_duration_milliseconds", **labels)
     old = buckets(before, "openai_gateway_request_duration_milliseconds", **labels)
-    assert in_bucket(duration, 100, 250) - in_bucket(old, 100, 250) == 1, duration
+    # 120 ms at the backend: above 100 ms, and (with room for a loaded machine) at most 500.
+    assert in_bucket(duration, 100, 500) - in_bucket(old, 100, 500) == 1, duration
     for name in ("time_to_first_token_milliseconds", "time_per_output_token_microseconds"):
         assert (value(text, f"openai_gateway_{name}_count", **labels)
                 == value(before, f"openai_gateway_{name}_count", **labels)), name
