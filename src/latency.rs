@@ -98,36 +98,17 @@ pub fn carries_content(data: &[u8]) -> bool {
 }
 
 /// Whether `json` has a member `name` (quoted) whose value is a string
-/// with at least one character. A quote inside a string is escaped, so an
-/// unescaped `"name"` followed by `:` is a member name.
+/// with at least one character.
 fn has_nonempty_string_member(json: &[u8], name: &[u8]) -> bool {
     let mut from = 0;
-    while let Some(at) = bytes::find(json, name, from) {
-        from = at.saturating_add(1);
-        if escaped(json, at) {
-            continue;
-        }
-        let mut rest = json
-            .get(at.saturating_add(name.len())..)
-            .unwrap_or_default()
-            .iter()
-            .copied()
-            .skip_while(u8::is_ascii_whitespace);
-        if rest.next() != Some(b':') {
-            continue;
-        }
-        let mut value = rest.skip_while(u8::is_ascii_whitespace);
-        if value.next() == Some(b'"') && value.next().is_some_and(|c| c != b'"') {
+    while let Some(start) = bytes::member_value(json, name, from) {
+        from = start;
+        let mut value = json.get(start..).unwrap_or_default().iter();
+        if value.next() == Some(&b'"') && value.next().is_some_and(|c| *c != b'"') {
             return true;
         }
     }
     false
-}
-
-/// Whether the quote at `at` is escaped (an odd run of backslashes before it).
-fn escaped(json: &[u8], at: usize) -> bool {
-    let before = json.get(..at).unwrap_or_default();
-    before.iter().rev().take_while(|&&b| b == b'\\').count() % 2 == 1
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 //! kept. A body without such a member costs one scan and is passed on as it
 //! came.
 
-use crate::bytes::find;
+use crate::bytes::member_value;
 
 /// (backend's name, catalog id) pairs, each with the backend's name as it
 /// appears in JSON (quoted) and the catalog id's replacement (quoted).
@@ -51,14 +51,8 @@ impl Renames {
         let mut out: Option<Vec<u8>> = None;
         let mut copied = 0;
         let mut from = 0;
-        while let Some(at) = find(json, KEY, from) {
-            from = at.saturating_add(KEY.len());
-            if escaped(json, at) {
-                continue;
-            }
-            let Some(start) = skip_colon(json, from) else {
-                continue;
-            };
+        while let Some(start) = member_value(json, KEY, from) {
+            from = start;
             let Some((upstream, id)) = self.pair_at(json, start) else {
                 continue;
             };
@@ -82,33 +76,6 @@ impl Renames {
             .find(|(upstream, _)| rest.starts_with(upstream))
             .map(|(upstream, id)| (upstream.as_slice(), id.as_slice()))
     }
-}
-
-/// Whether the quote at `at` is escaped (inside a string, by an odd run of
-/// backslashes), so `"model"` there is text, not a member name.
-fn escaped(json: &[u8], at: usize) -> bool {
-    let before = json.get(..at).unwrap_or_default();
-    let run = before.iter().rev().take_while(|b| **b == b'\\').count();
-    run % 2 == 1
-}
-
-/// Where the value starts after a member name ending at `from`: past
-/// whitespace, one colon and whitespace. `None` when no colon follows (the
-/// name was a value, not a member name).
-fn skip_colon(json: &[u8], from: usize) -> Option<usize> {
-    let is_space = |b: &u8| matches!(b, b' ' | b'\t' | b'\r' | b'\n');
-    let rest = json.get(from..)?;
-    let colon = rest.iter().position(|b| !is_space(b))?;
-    if rest.get(colon) != Some(&b':') {
-        return None;
-    }
-    let after = rest.get(colon.saturating_add(1)..)?;
-    let value = after.iter().position(|b| !is_space(b))?;
-    Some(
-        from.saturating_add(colon)
-            .saturating_add(1)
-            .saturating_add(value),
-    )
 }
 
 #[cfg(test)]
