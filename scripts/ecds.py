@@ -40,9 +40,10 @@ EXTENSION_TYPE = "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig"
 DEFAULT_FILE = Path("run/ecds/openai_gateway.yaml")
 
 
-def http_filters(bootstrap: dict) -> list:
-    return (bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
-            ["typed_config"]["http_filters"])
+def connection_manager(bootstrap: dict) -> dict:
+    """The typed config of the bootstrap's (first listener's) HTTP connection
+    manager (also the examples' renderer's and the tests' way there)."""
+    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
 
 
 def discovery_response(typed_config: dict, version: str, name: str = FILTER_NAME) -> dict:
@@ -69,7 +70,8 @@ def to_ecds(bootstrap: dict, path: str, watched_directory: str, name: str = FILT
     `name`) comes from the file `path` (watched through `watched_directory`),
     and that file's first content: the inline filter's own configuration."""
     b = copy.deepcopy(bootstrap)
-    filters = http_filters(b)
+    hcm = connection_manager(b)
+    filters = hcm["http_filters"]
     index = next(i for i, f in enumerate(filters) if f["name"] == "envoy.filters.http.wasm")
     typed_config = filters[index]["typed_config"]
     filters[index] = {
@@ -84,7 +86,6 @@ def to_ecds(bootstrap: dict, path: str, watched_directory: str, name: str = FILT
     }
     # Envoy asks a discovery source for resources as a node: it must have a name.
     b.setdefault("node", {"id": "openai-gateway", "cluster": "openai-gateway"})
-    hcm = b["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
     hcm.setdefault("local_reply_config", {}).setdefault("mappers", []).insert(0, NO_CONFIGURATION_REPLY)
     return b, discovery_response(typed_config, "initial", name)
 

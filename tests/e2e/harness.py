@@ -190,9 +190,7 @@ def set_plugin_config(bootstrap: dict, config: dict) -> None:
     _wasm_filter(bootstrap)["typed_config"]["config"]["configuration"]["value"] = json.dumps(config)
 
 
-def connection_manager(bootstrap: dict) -> dict:
-    """The typed config of the bootstrap's (first listener's) HTTP connection manager."""
-    return bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+connection_manager = ecds.connection_manager
 
 
 def _wasm_filter(bootstrap: dict) -> dict:
@@ -517,6 +515,31 @@ def start_gateway(bootstrap: dict | None = None, backend_names=("backend-a", "ba
             for b in backends.values():
                 b.stop()
         raise
+
+
+def scrape(gateway) -> str:
+    """Envoy's Prometheus text: what a Prometheus scraping the gateway reads."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/stats/prometheus", timeout=5) as r:
+        return r.read().decode()
+
+
+def series(text: str) -> list[tuple[str, dict, float]]:
+    """Every sample line: (name, labels, value)."""
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)', line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            out.append((m.group(1), labels, float(m.group(3))))
+    return out
+
+
+def value(text: str, name: str, **labels) -> float:
+    """The sum of `name`'s samples whose labels include `labels`."""
+    return sum(v for n, found, v in series(text)
+               if n == name and all(found.get(k) == want for k, want in labels.items()))
 
 
 def no_unresolved_costs(gw) -> bool:

@@ -23,7 +23,7 @@ def test_there_are_configs_to_check():
 def test_envoy_config_validates(path, tmp_path):
     assert WASM.is_file(), "build the .wasm first (make build)"
     bootstrap = yaml.safe_load(path.read_text())
-    discovered = [f for f in ecds.http_filters(bootstrap) if "config_discovery" in f]
+    discovered = [f for f in ecds.connection_manager(bootstrap)["http_filters"] if "config_discovery" in f]
     if discovered:
         # envoy/ecds.yaml watches a file `make run-ecds` writes: here, one in
         # a temporary directory (Envoy refuses a missing one). Its content,

@@ -7,13 +7,13 @@ shipped Grafana dashboard queries is one the gateway exports."""
 
 import json
 import re
-import urllib.request
 
 import openai
 import pytest
 import yaml
 
-from harness import HI, ROOT, demo_bootstrap, plugin_config, sdk, set_plugin_config, start_gateway, wait_until
+from harness import (HI, ROOT, demo_bootstrap, plugin_config, scrape, sdk, series, set_plugin_config, start_gateway,
+                     value, wait_until)
 
 DASHBOARD = ROOT / "examples/grafana/openai-gateway.json"
 # Envoy merges its workers' histograms at each stats flush
@@ -21,30 +21,6 @@ DASHBOARD = ROOT / "examples/grafana/openai-gateway.json"
 MERGED = 12
 LLAMA = "llama-3.1-8b-instruct"
 LLAMA_LABEL = "llama-3_1-8b-instruct"
-
-
-def scrape(gateway) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/stats/prometheus", timeout=5) as r:
-        return r.read().decode()
-
-
-def series(text: str) -> list[tuple[str, dict, float]]:
-    """Every sample line: (name, labels, value)."""
-    out = []
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)', line)
-        if m:
-            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
-            out.append((m.group(1), labels, float(m.group(3))))
-    return out
-
-
-def value(text: str, name: str, **labels) -> float:
-    """The sum of `name`'s samples whose labels include `labels`."""
-    return sum(v for n, found, v in series(text)
-               if n == name and all(found.get(k) == want for k, want in labels.items()))
 
 
 def buckets(text: str, name: str, **labels) -> dict[float, float]:

@@ -5,33 +5,16 @@ short surfaces as an APIError; every response carries x-request-id."""
 import base64
 import re
 import time
-import urllib.request
 
 import httpx
 import openai
 import pytest
 
-from harness import HI, sdk, wait_until
+from harness import HI, scrape, sdk, value, wait_until
 
 # Each Envoy worker hands its counts to Envoy's stats once a second
 # (exchange::Counters); a scrape sees an exchange at most that late.
 FLUSH_SECONDS = 1.0
-
-
-def prometheus(gateway) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{gateway.admin_port}/stats/prometheus", timeout=5) as r:
-        return r.read().decode()
-
-
-def counter(text: str, name: str, **labels) -> int:
-    total = 0
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += int(float(line.rsplit(" ", 1)[1]))
-    return total
 
 
 def mock_usage(body: bytes, words: int = 3) -> tuple[int, int]:
@@ -59,14 +42,14 @@ def test_counters_equal_the_usage_the_backends_reported(gateway, backends):
 
     labels = {"key_id": "test-metrics", "model": "llama-3_1-8b-instruct"}
     # on_log runs after the response has been sent; the tick follows.
-    wait_until(lambda: counter(prometheus(gateway), "openai_gateway_requests_total", key_id="test-metrics") == 5,
+    wait_until(lambda: value(scrape(gateway), "openai_gateway_requests_total", key_id="test-metrics") == 5,
                5 * FLUSH_SECONDS, "the counters' flush")
-    text = prometheus(gateway)
-    assert counter(text, "openai_gateway_prompt_tokens_total", **labels) == expected_prompt
-    assert counter(text, "openai_gateway_completion_tokens_total", **labels) == expected_completion
-    assert counter(text, "openai_gateway_cached_tokens_total", **labels) == 0
-    assert counter(text, "openai_gateway_requests_total", status_class="2xx", error_code="none", **labels) == 4
-    assert counter(text, "openai_gateway_requests_total", key_id="test-metrics", status_class="4xx") == 1
+    text = scrape(gateway)
+    assert value(text, "openai_gateway_prompt_tokens_total", **labels) == expected_prompt
+    assert value(text, "openai_gateway_completion_tokens_total", **labels) == expected_completion
+    assert value(text, "openai_gateway_cached_tokens_total", **labels) == 0
+    assert value(text, "openai_gateway_requests_total", status_class="2xx", error_code="none", **labels) == 4
+    assert value(text, "openai_gateway_requests_total", key_id="test-metrics", status_class="4xx") == 1
     assert "# TYPE openai_gateway_requests_total counter" in text
     # Every increment was accepted (Envoy refuses an increment of 0).
     assert "cannot count" not in gateway.log() and "cannot define" not in gateway.log()
@@ -74,7 +57,7 @@ def test_counters_equal_the_usage_the_backends_reported(gateway, backends):
 
 def test_refused_keys_are_counted_by_error_code(gateway):
     def refused() -> int:
-        return counter(prometheus(gateway), "openai_gateway_requests_total", error_code="invalid_api_key",
+        return value(scrape(gateway), "openai_gateway_requests_total", error_code="invalid_api_key",
                        key_id="none", status_class="4xx")
 
     time.sleep(1.5 * FLUSH_SECONDS)  # earlier tests' counts have been flushed
