@@ -29,7 +29,7 @@ import openai
 import pytest
 import yaml
 
-from harness import ROOT, HI, connection_manager, ecds, sdk, sha256_hex, start_gateway, wait_until
+from harness import HI, ROOT, WASM, connection_manager, ecds, sdk, sha256_hex, start_gateway, wait_until
 
 LLAMA = "llama-3.1-8b-instruct"
 NEW_KEY = "sk-rotated-in-0123456789"
@@ -78,7 +78,7 @@ def apply_good(gw, config: dict) -> None:
 def local_wasm(typed_config: dict) -> dict:
     """A Wasm filter configuration loading this checkout's build."""
     out = copy.deepcopy(typed_config)
-    out["config"]["vm_config"]["code"]["local"]["filename"] = str(ROOT / "target/wasm32-wasip1/release/openai_gateway.wasm")
+    out["config"]["vm_config"]["code"]["local"]["filename"] = str(WASM)
     return out
 
 
